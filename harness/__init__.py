@@ -1,0 +1,1 @@
+"""regbench harness: the training loop, method protocol, registries, records, tracking and CLI."""
