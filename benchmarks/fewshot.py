@@ -1,0 +1,85 @@
+"""Drawing the training and dev sets of a run from a task's training pool.
+
+The dev set (model selection: best epoch, tuning) is carved from the training pool, disjoint from the training
+examples, because the task's own validation split serves as the test set (GLUE convention). Classification draws
+are stratified (class proportions kept), regression and token tasks draw uniformly. The draw depends only on the
+data seed, so every method sees the same split for the same seed — the paired tests rely on it.
+
+Sizes: an integer is a total number of examples; ``None`` ("full") takes the whole pool minus the dev set.
+Default dev size: the training size for few-shot draws (LM-BFF style), else 10% of the pool capped at 2000.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from regbench.harness.errors import DataError
+
+from .taskspec import TaskSpec
+
+MAX_FULL_DEV = 2000
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    train: list[int]  # positions in the pool
+    dev: list[int]
+
+
+def default_dev_size(pool_size: int, train_size: int | None) -> int:
+    if train_size is not None:
+        return train_size
+    return min(MAX_FULL_DEV, max(1, pool_size // 10))
+
+
+def plan_split(task: TaskSpec, labels: list, train_size: int | None, dev_size: int | None, seed: int) -> SplitPlan:
+    """Choose disjoint train and dev positions from a pool with these labels."""
+    pool = len(labels)
+    dev_n = dev_size if dev_size is not None else default_dev_size(pool, train_size)
+    if dev_n < 1:
+        raise DataError(f"dev size must be at least 1, got {dev_n}")
+    room = pool - dev_n
+    train_n = room if train_size is None else train_size
+    if train_n < 1 or train_n > room:
+        raise DataError(
+            f"train size {train_n} does not fit task {task.name!r}: its training pool has {pool} examples and "
+            f"{dev_n} are kept for dev, so use 1..{max(room, 0)} (or 'full')"
+        )
+    positions = np.arange(pool)
+    strata = _strata(task, labels)
+    rest, dev = _draw(positions, dev_n, strata, seed)
+    if train_n == len(rest):
+        train = rest
+    else:
+        train, _ = _draw(rest, train_n, None if strata is None else strata[rest], seed + 1)
+    return SplitPlan(train=sorted(int(i) for i in train), dev=sorted(int(i) for i in dev))
+
+
+def stratified_subsample(task: TaskSpec, labels: list, size: int, seed: int = 0) -> list[int]:
+    """A fixed subsample (e.g. to cap an evaluation set), stratified for classification."""
+    if size >= len(labels):
+        return list(range(len(labels)))
+    chosen, _ = _draw(np.arange(len(labels)), size, _strata(task, labels), seed)
+    return sorted(int(i) for i in chosen)
+
+
+def _strata(task: TaskSpec, labels: list) -> np.ndarray | None:
+    if task.type != "classification":
+        return None
+    return np.asarray(labels)
+
+
+def _draw(positions: np.ndarray, n: int, strata: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``positions`` into (the rest, n chosen). Stratify where every class can be represented."""
+    if n >= len(positions):
+        return positions[:0], positions
+    stratify = strata
+    if strata is not None:
+        classes, counts = np.unique(strata, return_counts=True)
+        if n < len(classes) or len(positions) - n < len(classes) or counts.min() < 2:
+            stratify = None  # too small to keep every class on both sides: fall back to a uniform draw
+    rest, chosen = train_test_split(positions, test_size=n, random_state=seed, stratify=stratify)
+    return np.asarray(rest), np.asarray(chosen)

@@ -1,0 +1,207 @@
+"""The Python API behind the CLI: one call runs one training run end to end and returns its record.
+
+    from regbench.harness.api import RunConfig, run
+    record = run(RunConfig(task="sst2", method="std", train_size=64, epochs=3, seed=1))
+    record["metrics"]["test"]["accuracy"]
+
+Everything that can be wrong with the input (task, method, parameters, learning rate, sizes, data files) is checked
+before anything is written, so bad input loses nothing and leaves no half-made run behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from regbench.benchmarks.data import Encoded, encode_split
+from regbench.benchmarks.fewshot import plan_split, stratified_subsample
+from regbench.benchmarks.taskspec import TaskSpec, get_task
+
+from . import records, tracking
+from .errors import DataError
+from .method import get_method
+from .model import DEFAULT_MODEL, TaskModel, load_pretrained
+from .train import TrainConfig, TrainResult, train
+
+SUITE_VERSION = 1  # bump when a harness change may alter results (part of every run key)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. ``train_size=None`` means the whole training pool ("full")."""
+
+    task: str
+    method: str = "std"
+    method_params: dict[str, Any] = field(default_factory=dict)
+    model: str = DEFAULT_MODEL
+    pooling: str | None = None
+    train_size: int | None = 64
+    dev_size: int | None = None
+    max_test_examples: int | None = None
+    max_length: int = 128
+    seed: int = 1
+    dropout: float = 0.1
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data_dir: str | None = None
+    out_dir: str = "results/runs"
+    tracking_uri: str | None = None  # default: SQLite under out_dir
+    experiment: str = "regbench"
+    track: bool = True
+
+
+def derive_seeds(seed: int) -> dict[str, int]:
+    """One seed → independent streams for the data split, the label-noise draw and the initialisation."""
+    data, noise, init = (int(s.generate_state(1)[0] % 2**31) for s in np.random.SeedSequence(seed).spawn(3))
+    return {"data": data, "noise": noise, "init": init}
+
+
+def run(config: RunConfig, tracker_parent: str | None = None) -> dict[str, Any]:
+    """Train and evaluate once; write the record (and an MLflow run); return the record."""
+    task = get_task(config.task)
+    method = get_method(config.method, config.method_params)
+    config.train.validate()
+    pretrained = load_pretrained(config.model)
+    seeds = derive_seeds(config.seed)
+    data, data_info = prepare_data(task, config, pretrained.tokenizer, seeds["data"])
+    torch.manual_seed(seeds["init"])  # dropout and anything the method draws from the global stream
+    model = TaskModel(pretrained, task.type, task.num_labels, config.pooling, config.dropout, head_seed=seeds["init"])
+    run_config = describe(config, task, method, pretrained.checksum)
+    run_key = _hash(run_config)
+    cell_key = _hash({k: v for k, v in run_config.items() if k != "seed"})
+    out_dir = Path(config.out_dir)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    record_path = out_dir / "records" / task.name / method.name.replace("+", "p") / f"{run_key}-{stamp}.json"
+
+    tracker = _tracker(config, task, method.name, cell_key, run_key, tracker_parent)
+    with tracker as t:
+        t.log_params({"config": run_config, "cell_key": cell_key, "run_key": run_key})
+        start = time.perf_counter()
+        result = train(model, method, task, data, config.train, seeds["init"], pretrained.tokenizer.pad_token_id,
+                       on_epoch_end=lambda epoch, metrics: t.log_metrics(metrics, step=epoch))
+        wall = time.perf_counter() - start
+        record = build_record(config, task, method.name, run_config, run_key, cell_key, seeds, data_info, result,
+                              wall, pretrained.checksum, getattr(t, "run_id", None))
+        records.write_record(record_path, record)
+        t.log_metrics({f"test/{k}": v for k, v in (record["metrics"]["test"] or {}).items()}, step=result.best_epoch or 0)
+        t.log_dict_artifact(record, "record.json")
+        t.log_dict_artifact(run_config, "config.yaml")
+        t.set_tags({"status": result.status, "record": str(record_path)})
+    record["_path"] = str(record_path)
+    return record
+
+
+def prepare_data(task: TaskSpec, config: RunConfig, tokenizer: Any, data_seed: int) -> tuple[dict[str, list], dict[str, Any]]:
+    pool = encode_split(task, "train", tokenizer, config.max_length, config.data_dir)
+    test = encode_split(task, "test", tokenizer, config.max_length, config.data_dir)
+    _check_labels(task, pool)
+    plan = plan_split(task, pool.labels(), config.train_size, config.dev_size, data_seed)
+    if config.max_test_examples and config.max_test_examples < len(test):
+        test = test.subset(stratified_subsample(task, test.labels(), config.max_test_examples, seed=0))
+    info = {
+        "pool_size": len(pool), "train_size": len(plan.train), "dev_size": len(plan.dev), "test_size": len(test),
+        "test_capped": bool(config.max_test_examples and len(test) == config.max_test_examples),
+        "train_ids_sha256": _hash([pool.features[i]["idx"] for i in plan.train]),
+        "dev_ids_sha256": _hash([pool.features[i]["idx"] for i in plan.dev]),
+        "files": sorted({pool.source, test.source}),
+        "split_rule": "dev carved from the training pool (disjoint, data seed); test = the task's test split",
+    }
+    data = {"train": pool.subset(plan.train).features, "dev": pool.subset(plan.dev).features, "test": test.features}
+    return data, info
+
+
+def _check_labels(task: TaskSpec, pool: Encoded) -> None:
+    if task.type != "classification" or not pool.features:
+        return
+    labels = set(pool.labels())
+    bad = [y for y in labels if not (isinstance(y, int) and 0 <= y < task.num_labels)]
+    if bad:
+        raise DataError(f"task {task.name!r}: label {bad[0]!r} in {pool.source} is outside 0..{task.num_labels - 1} (fix num_labels/label_names)")
+
+
+def describe(config: RunConfig, task: TaskSpec, method: Any, model_checksum: str) -> dict[str, Any]:
+    """The fully resolved configuration of a run: what its key hashes and its record stores."""
+    return {
+        "suite_version": SUITE_VERSION,
+        "task": task.key(),
+        "method": {"name": method.name, "params": method.config.to_dict()},
+        "model": {"name": config.model, "checksum": model_checksum, "pooling": config.pooling, "dropout": config.dropout},
+        "data": {"train_size": config.train_size, "dev_size": config.dev_size,
+                 "max_test_examples": config.max_test_examples, "max_length": config.max_length},
+        "train": dataclasses.asdict(config.train),
+        "seed": config.seed,
+    }
+
+
+def build_record(config: RunConfig, task: TaskSpec, method_name: str, run_config: dict[str, Any], run_key: str,
+                 cell_key: str, seeds: dict[str, int], data_info: dict[str, Any], result: TrainResult, wall: float,
+                 model_checksum: str, mlflow_run_id: str | None) -> dict[str, Any]:
+    test = result.test.metrics if result.test else None
+    run_info = {
+        "run_id": run_key, "cell_key": cell_key, "task": task.name, "method": method_name, "seed": config.seed,
+        "seeds": seeds, "status": result.status, "error": result.error, "config": run_config,
+        "mlflow_run_id": mlflow_run_id,
+    }
+    train_seconds = sum(result.epoch_seconds)
+    train_info = {
+        "dev_curve": result.dev_curve, "best_epoch": result.best_epoch, "majority_dev": result.majority_dev,
+        "epoch_losses": result.epoch_losses, "epoch_seconds": result.epoch_seconds, "eval_seconds": result.eval_seconds,
+        "wall_seconds": wall, "steps": result.steps, "examples_seen": result.train_examples_seen,
+        "samples_per_second": result.train_examples_seen / train_seconds if train_seconds else None,
+        "tokens_per_second": result.train_tokens_seen / train_seconds if train_seconds else None,
+        "peak_memory_mb": result.peak_memory_mb, "data": data_info,
+    }
+    metrics = {"test": test, "dev": result.dev.metrics if result.dev else None}
+    predictions = records.compact_predictions(result.test.ids, result.test.predictions, _prediction_kind(task)) if result.test else None
+    meta = records.collect_provenance(model_name=config.model, model_checksum=model_checksum,
+                                      data_files=[f for f in data_info["files"] if not f.startswith("hub:")],
+                                      device=str(config.train.device))
+    return records.build_record(run_info=run_info, train_info=train_info, metrics=metrics, predictions=predictions, meta_info=meta)
+
+
+def _prediction_kind(task: TaskSpec) -> str:
+    return "value" if task.is_regression else "tags" if task.is_token_task else "label"
+
+
+def _tracker(config: RunConfig, task: TaskSpec, method: str, cell_key: str, run_key: str, parent: str | None):
+    if not config.track:
+        return _NoTracking()
+    uri = config.tracking_uri or tracking.default_tracking_uri(config.out_dir)
+    tags = {"task": task.name, "method": method, "seed": str(config.seed), "cell_key": cell_key, "run_key": run_key}
+    return tracking.RunTracker(uri, config.experiment, f"{task.name}/{method}/seed{config.seed}", tags=tags, parent_run_id=parent)
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class _NoTracking:
+    """Stands in for an MLflow run when tracking is off (``--no-track``)."""
+
+    run_id = None
+
+    def __enter__(self) -> _NoTracking:
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+    def log_params(self, params: Any) -> None:
+        pass
+
+    def log_metrics(self, metrics: Any, step: int) -> None:
+        pass
+
+    def log_dict_artifact(self, obj: Any, name: str) -> None:
+        pass
+
+    def set_tags(self, tags: Any) -> None:
+        pass

@@ -1,0 +1,176 @@
+"""``regbench`` command line: a thin layer over ``regbench.harness.api``.
+
+    regbench run --task sst2 --method std --train-size 64 --epochs 3 --seed 1
+    regbench ls tasks | methods | profiles
+    regbench validate [TASK or path/to/task.yaml ...]
+
+Bad input prints one line (``regbench: error: …``) and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import ConfigError, RegbenchError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if getattr(args, "tasks_dir", None):
+            from regbench.benchmarks.taskspec import add_tasks_dir
+
+            for directory in args.tasks_dir:
+                add_tasks_dir(directory)
+        return int(args.handler(args) or 0)
+    except RegbenchError as err:
+        print(f"regbench: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("regbench: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="regbench", description="Benchmark regularizers for fine-tuning pretrained language models.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub.add_parser("run", help="train and evaluate one task/method/seed; write a record and an MLflow run"))
+    ls = sub.add_parser("ls", help="list tasks, methods or profiles")
+    ls.add_argument("what", choices=["tasks", "methods", "profiles"])
+    ls.add_argument("-v", "--verbose", action="store_true", help="show details (method hyperparameters, task notes)")
+    ls.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
+    ls.set_defaults(handler=_cmd_ls)
+    val = sub.add_parser("validate", help="check task YAMLs (and their data) without training")
+    val.add_argument("tasks", nargs="*", help="task names or YAML paths (default: every registered task)")
+    val.add_argument("--no-data", action="store_true", help="check the YAML only, not the data files")
+    val.add_argument("--data-dir", help="Parquet mirror directory (default: $REGBENCH_DATA_DIR or ../shared/data)")
+    val.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
+    val.set_defaults(handler=_cmd_validate)
+    return parser
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="task name (see 'regbench ls tasks') or a task YAML path")
+    p.add_argument("--method", default="std", help="method name (see 'regbench ls methods'); default: std")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a method hyperparameter (repeatable)")
+    p.add_argument("--model", default="minilm", help="'minilm' (packaged all-MiniLM-L6-v2), 'tiny-random-bert', an HF name or a path")
+    p.add_argument("--pooling", choices=["mean", "cls", "pooler"], help="sentence representation (default: the checkpoint's)")
+    p.add_argument("--train-size", default="64", help="training examples drawn from the pool, or 'full' (default 64)")
+    p.add_argument("--dev-size", type=int, help="dev examples carved from the pool (default: = train size; full: 10%%, ≤ 2000)")
+    p.add_argument("--max-test", type=int, help="cap the test set at a fixed stratified subsample of this size")
+    p.add_argument("--max-length", type=int, default=128, help="truncation length in tokens (default 128)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-5, help="learning rate (default 2e-5)")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=1, help="derives the data split, noise draw and initialisation")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 autocast on a bf16 GPU, else fp32")
+    p.add_argument("--data-dir", help="Parquet mirror directory (default: $REGBENCH_DATA_DIR or ../shared/data)")
+    p.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
+    p.add_argument("--out", default="results/runs", help="output directory for records and the MLflow store (default results/runs)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<out>/mlflow.db)")
+    p.add_argument("--experiment", default="regbench", help="MLflow experiment name")
+    p.add_argument("--no-track", action="store_true", help="write the record only, no MLflow run")
+    p.set_defaults(handler=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .api import RunConfig, run
+    from .train import TrainConfig
+
+    if not (args.lr > 0 and math.isfinite(args.lr)):
+        raise ConfigError(f"--lr must be a positive number, got {args.lr}")
+    train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                            device=args.device, precision=args.precision)
+    config = RunConfig(
+        task=args.task, method=args.method, method_params=_parse_params(args.param), model=args.model,
+        pooling=args.pooling, train_size=_parse_size(args.train_size), dev_size=args.dev_size,
+        max_test_examples=args.max_test, max_length=args.max_length, seed=args.seed, dropout=args.dropout,
+        train=train_cfg, data_dir=args.data_dir, out_dir=args.out, tracking_uri=args.tracking_uri,
+        experiment=args.experiment, track=not args.no_track,
+    )
+    record = run(config)
+    _print_summary(record)
+    return 0
+
+
+def _parse_size(text: str) -> int | None:
+    if text == "full":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--train-size must be a positive integer or 'full', got {text!r}") from None
+    if value < 1:
+        raise ConfigError(f"--train-size must be a positive integer or 'full', got {text!r}")
+    return value
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--param expects NAME=VALUE, got {item!r}")
+        params[name.strip()] = value.strip()
+    return params
+
+
+def _print_summary(record: dict[str, Any]) -> None:
+    info, train_info = record["run_info"], record["train_info"]
+    print(f"{info['task']} / {info['method']} / seed {info['seed']}: status {info['status']}, best epoch {train_info['best_epoch']}")
+    for split in ("dev", "test"):
+        values = record["metrics"].get(split) or {}
+        print(f"  {split:4s} " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(values.items())))
+    print(f"  record: {record['_path']}")
+    if info.get("mlflow_run_id"):
+        print(f"  mlflow run: {info['mlflow_run_id']}")
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    if args.what == "tasks":
+        from regbench.benchmarks.taskspec import all_tasks
+
+        for t in all_tasks():
+            extra = f"  {t.description}" if args.verbose else ""
+            print(f"{t.name:14s} v{t.version}  {t.type:21s} metrics={','.join(t.metrics)} primary={'+'.join(t.primary)}{extra}")
+    elif args.what == "methods":
+        from .method import METHODS
+
+        for name, cls in METHODS.items():
+            print(f"{name:14s} {cls.summary}")
+            if args.verbose:
+                for f in dataclasses.fields(cls.config_class):
+                    print(f"    {f.name} = {f.default!r}: {f.metadata.get('help', '')}")
+                for pname, dist in cls.search_space().items():
+                    print(f"    search {pname}: {dist}")
+    else:
+        from .profiles import list_profiles
+
+        for name, summary in list_profiles():
+            print(f"{name:10s} {summary}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from regbench.benchmarks.taskspec import all_tasks, get_task
+
+    from .validate import validate_task
+
+    specs = [get_task(name) for name in args.tasks] if args.tasks else list(all_tasks())
+    for spec in specs:
+        summary = validate_task(spec, data_dir=args.data_dir, check_data=not args.no_data)
+        print(f"ok  {spec.name:14s} {summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

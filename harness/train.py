@@ -1,0 +1,209 @@
+"""The training loop: one run = model + method hooks + data → dev curve, best epoch, test metrics.
+
+Not HF ``Trainer``: it hides the places methods hook into. The loop knows no method by name; it calls the hooks of
+``harness.method.Method``. What it does, in order: seed, let the method prepare, build fused AdamW over the method's
+parameter groups with linear warm-up/decay, train with dynamic padding (length-grouped batches), evaluate on dev
+after every epoch, keep the best epoch's weights in memory, restore them, let the method finalize (unplug what it
+injected), and evaluate the test set once. On CPU the same seed gives bit-identical metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from . import batching
+from .errors import ConfigError
+from .evaluation import EvalResult, evaluate_model, is_failed, majority_baseline
+from .method import Method, TrainContext
+from .model import TaskModel
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings shared by every method of a profile (the method adds its own hyperparameters)."""
+
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    eval_batch_size: int = 64
+    length_grouping: int = 4  # mega-batch factor for length-grouped batches; 0 = plain shuffling
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 autocast on a bf16 GPU, else fp32) | fp32 | bf16
+
+    def validate(self) -> None:
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ConfigError(f"epochs and batch sizes must be ≥ 1, got epochs={self.epochs}, batch_size={self.batch_size}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+
+
+@dataclass
+class TrainResult:
+    status: str  # ok | failed | diverged
+    dev_curve: list[dict[str, Any]]
+    best_epoch: int | None
+    dev: EvalResult | None
+    test: EvalResult | None
+    majority_dev: float
+    epoch_losses: list[dict[str, float]]
+    epoch_seconds: list[float]
+    eval_seconds: float
+    steps: int
+    train_examples_seen: int
+    train_tokens_seen: int
+    peak_memory_mb: float | None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def autocast_factory(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:
+    use_bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    if not use_bf16:
+        return contextlib.nullcontext
+    return partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
+
+
+def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict[str, Any]]], config: TrainConfig,
+          seed: int, pad_id: int, on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+    """Train ``model`` with ``method`` on ``data['train']``, select on ``data['dev']``, test on ``data['test']``."""
+    config.validate()
+    device = resolve_device(config.device)
+    autocast = autocast_factory(device, config.precision)
+    model.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    train_set, dev_set, test_set = data["train"], data["dev"], data["test"]
+    lengths = [len(f["input_ids"]) for f in train_set]
+    epochs = method.num_epochs(config.epochs)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    total_steps = epochs * steps_per_epoch
+
+    def train_batches():  # one pass for prepare(): deterministic order, not length-grouped
+        order = [list(range(i, min(i + config.batch_size, len(train_set)))) for i in range(0, len(train_set), config.batch_size)]
+        return batching.iterate(train_set, order, pad_id, device)
+
+    ctx = TrainContext(model, task, _Reiterable(train_batches), device, config.lr, total_steps, seed, autocast=autocast)
+    method.prepare(ctx)
+    optimizer = _build_optimizer(method.param_groups(model, config.lr, config.weight_decay), config.lr, device)
+    ctx.optimizer = optimizer
+    scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def eval_batches(split):
+        return batching.iterate(split, batching.eval_order([len(f["input_ids"]) for f in split], config.eval_batch_size), pad_id, device)
+
+    majority = majority_baseline(task, [f["labels"] if not task.is_token_task else [t for t in f["labels"] if t != -100] for f in dev_set])
+    curve, losses, epoch_seconds = [], [], []
+    best_state, best_epoch, best_dev, status, error = None, None, None, "ok", None
+    eval_seconds, seen, tokens = 0.0, 0, 0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        method.on_epoch_start(model, epoch)
+        model.train()
+        sums: dict[str, torch.Tensor] = {}
+        logs: dict[str, float] = {}
+        order = batching.batch_order(lengths, config.batch_size, generator, config.length_grouping)
+        bar = tqdm(batching.iterate(train_set, order, pad_id, device), total=len(order), leave=False,
+                   desc=f"epoch {epoch + 1}/{epochs}", disable=None)
+        for batch in bar:
+            with autocast():
+                outputs = model(**batch)
+                terms = {"task": model.task_loss(outputs.logits, batch["labels"])}
+                terms.update(method.loss(model, batch, outputs))
+            loss = sum(terms.values())
+            loss.backward()
+            method.after_backward(model)
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            method.after_step(model)
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value.detach().float()
+            for name, value in method.logs.items():
+                logs[name] = logs.get(name, 0.0) + value
+            seen += batch["input_ids"].shape[0]
+            tokens += int(batch["attention_mask"].sum())
+        epoch_loss = {f"loss/{k}": float(v) / len(order) for k, v in sums.items()}
+        epoch_loss.update({f"method/{k}": v / len(order) for k, v in logs.items()})
+        losses.append(epoch_loss)
+        epoch_seconds.append(time.perf_counter() - start)
+        if not all(math.isfinite(v) for k, v in epoch_loss.items() if k.startswith("loss/")):
+            status, error = "diverged", f"non-finite training loss in epoch {epoch + 1}: {epoch_loss}"
+            break
+        tick = time.perf_counter()
+        dev = evaluate_model(model, task, eval_batches(dev_set), autocast)
+        eval_seconds += time.perf_counter() - tick
+        point = {"epoch": epoch + 1, "dev_primary": dev.metrics["primary"], **{f"dev/{k}": v for k, v in dev.metrics.items()}}
+        curve.append(point)
+        if on_epoch_end:
+            on_epoch_end(epoch + 1, {**epoch_loss, **{k: v for k, v in point.items() if k != "epoch"}})
+        if best_dev is None or _better(dev.metrics["primary"], best_dev.metrics["primary"]):
+            best_state, best_epoch, best_dev = copy.deepcopy(model.state_dict()), epoch + 1, dev
+
+    test = None
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        method.finalize(model)
+        tick = time.perf_counter()
+        test = evaluate_model(model, task, eval_batches(test_set), autocast)
+        eval_seconds += time.perf_counter() - tick
+        if status == "ok" and is_failed(task, best_dev.metrics["primary"], majority):
+            status = "failed"
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return TrainResult(status, curve, best_epoch, best_dev, test, majority, losses, epoch_seconds, eval_seconds,
+                       len(epoch_seconds) * steps_per_epoch, seen, tokens, peak, error)
+
+
+def _better(candidate: float, incumbent: float) -> bool:
+    # Strictly better only: ties keep the earlier epoch (less training, the conservative choice). NaN never wins.
+    return not math.isnan(candidate) and (math.isnan(incumbent) or candidate > incumbent)
+
+
+def _build_optimizer(groups: list[dict[str, Any]], lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """PyTorch's AdamW (bias-corrected). The fused kernel is ~20% faster on this CPU and numerically the same update."""
+    groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise ConfigError("the method left no trainable parameters for the optimiser")
+    return torch.optim.AdamW(groups, lr=lr, fused=device.type in ("cpu", "cuda"))
+
+
+class _Reiterable:
+    """An iterable that starts a fresh pass each time it is iterated (methods may need several passes)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+
+    def __iter__(self):
+        return iter(self._make())

@@ -1,0 +1,50 @@
+"""``regbench validate``: check a task's YAML and data without training.
+
+Checks: the YAML parses into a TaskSpec (done on load), every split it names exists and is non-empty, the columns
+it uses exist, label ids are within range, and no test example also appears in the training pool (by a hash of its
+text), since evaluating on trained-on examples would inflate every score.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from regbench.benchmarks.data import load_split
+from regbench.benchmarks.taskspec import TaskSpec
+
+from .errors import DataError
+
+
+def validate_task(task: TaskSpec, data_dir: str | Path | None = None, check_data: bool = True) -> str:
+    """Raise a one-line error for the first problem found; return a short summary when all is well."""
+    if not check_data:
+        return "yaml ok"
+    sizes = {}
+    hashes = {}
+    for split in task.splits:
+        loaded = load_split(task, split, data_dir)
+        if len(loaded.dataset) == 0:
+            raise DataError(f"task {task.name!r}: split {split!r} ({loaded.source}) is empty")
+        _check_label_range(task, split, loaded.dataset[task.label_column])
+        sizes[split] = len(loaded.dataset)
+        hashes[split] = {_content_hash(task, row) for row in loaded.dataset}
+    overlap = hashes["train"] & hashes["test"]
+    if overlap:
+        raise DataError(f"task {task.name!r}: {len(overlap)} test examples also occur in the training pool")
+    return ", ".join(f"{split} {n}" for split, n in sizes.items())
+
+
+def _check_label_range(task: TaskSpec, split: str, labels: list) -> None:
+    if task.type not in ("classification", "token_classification"):
+        return
+    values = {y for seq in labels for y in seq} if task.is_token_task else set(labels)
+    bad = sorted(y for y in values if not (isinstance(y, int) and 0 <= y < task.num_labels))
+    if bad:
+        raise DataError(f"task {task.name!r}: split {split!r} has label {bad[0]!r} outside 0..{task.num_labels - 1}")
+
+
+def _content_hash(task: TaskSpec, row: dict) -> str:
+    columns = [task.tokens_column] if task.is_token_task else list(task.text_columns)
+    text = "\x1f".join(" ".join(row[c]) if isinstance(row[c], list) else str(row[c]) for c in columns)
+    return hashlib.sha1(text.encode()).hexdigest()
