@@ -138,6 +138,12 @@ def encode_split(task: TaskSpec, split: str, tokenizer: PreTrainedTokenizerBase,
     return _ENCODED[key]
 
 
+def exclude_test_overlap(pool: Encoded, test: Encoded) -> list[int]:
+    """Positions of pool examples whose tokens differ from every test example's (duplicates must not be trained on)."""
+    seen = {tuple(f["input_ids"]) for f in test.features}
+    return [i for i, f in enumerate(pool.features) if tuple(f["input_ids"]) not in seen]
+
+
 def _tokenize_fn(task: TaskSpec, tokenizer: PreTrainedTokenizerBase, max_length: int):
     def tokenize(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
         if task.is_token_task:

@@ -50,7 +50,7 @@ def plan_split(task: TaskSpec, labels: list, train_size: int | None, dev_size: i
         )
     positions = np.arange(pool)
     strata = _strata(task, labels)
-    rest, dev = _draw(positions, dev_n, strata, seed)
+    dev, rest = _draw(positions, dev_n, strata, seed)
     if train_n == len(rest):
         train = rest
     else:
@@ -73,13 +73,13 @@ def _strata(task: TaskSpec, labels: list) -> np.ndarray | None:
 
 
 def _draw(positions: np.ndarray, n: int, strata: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split ``positions`` into (the rest, n chosen). Stratify where every class can be represented."""
+    """Split ``positions`` into (n chosen, the rest). Stratify where every class can be represented."""
     if n >= len(positions):
-        return positions[:0], positions
+        return positions, positions[:0]
     stratify = strata
     if strata is not None:
         classes, counts = np.unique(strata, return_counts=True)
         if n < len(classes) or len(positions) - n < len(classes) or counts.min() < 2:
             stratify = None  # too small to keep every class on both sides: fall back to a uniform draw
-    rest, chosen = train_test_split(positions, test_size=n, random_state=seed, stratify=stratify)
-    return np.asarray(rest), np.asarray(chosen)
+    chosen, rest = train_test_split(positions, train_size=n, random_state=seed, stratify=stratify)
+    return np.asarray(chosen), np.asarray(rest)

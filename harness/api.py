@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from regbench.benchmarks.data import Encoded, encode_split
+from regbench.benchmarks.data import Encoded, encode_split, exclude_test_overlap
 from regbench.benchmarks.fewshot import plan_split, stratified_subsample
 from regbench.benchmarks.taskspec import TaskSpec, get_task
 
@@ -103,11 +103,13 @@ def prepare_data(task: TaskSpec, config: RunConfig, tokenizer: Any, data_seed: i
     pool = encode_split(task, "train", tokenizer, config.max_length, config.data_dir)
     test = encode_split(task, "test", tokenizer, config.max_length, config.data_dir)
     _check_labels(task, pool)
+    full_pool = len(pool)
+    pool = pool.subset(exclude_test_overlap(pool, test))
     plan = plan_split(task, pool.labels(), config.train_size, config.dev_size, data_seed)
     if config.max_test_examples and config.max_test_examples < len(test):
         test = test.subset(stratified_subsample(task, test.labels(), config.max_test_examples, seed=0))
     info = {
-        "pool_size": len(pool), "train_size": len(plan.train), "dev_size": len(plan.dev), "test_size": len(test),
+        "pool_size": len(pool), "pool_excluded_test_duplicates": full_pool - len(pool), "train_size": len(plan.train), "dev_size": len(plan.dev), "test_size": len(test),
         "test_capped": bool(config.max_test_examples and len(test) == config.max_test_examples),
         "train_ids_sha256": _hash([pool.features[i]["idx"] for i in plan.train]),
         "dev_ids_sha256": _hash([pool.features[i]["idx"] for i in plan.dev]),
