@@ -4,8 +4,7 @@ Sections: ``run_info`` (keys, config, seed, status, error), ``train_info`` (dev 
 ``metrics`` (test and dev metrics), ``predictions`` (per-example test predictions, compact) and ``meta_info``
 (provenance: git SHA + dirty flag, package versions, model checksum, data file hashes, device). A run is done iff its
 record exists and parses, so records are written atomically (temp file + fsync + rename: a crash never leaves a
-half-written one) and never overwritten. ``.json.gz`` is written and read transparently. MLflow only mirrors
-records for browsing; aggregation reads these files.
+half-written one) and never overwritten. ``.json.gz`` is written and read transparently. MLflow only mirrors them.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ PACKAGES = ("torch", "transformers", "datasets", "evaluate", "optuna", "mlflow",
 STATUSES = ("ok", "failed", "diverged")
 PREDICTION_KINDS = ("label", "value", "tags")
 _TMP_PREFIX = ".tmp-"
-# (resolved path, size, mtime_ns) → sha256: every run of a process hashes the same data files.
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
@@ -237,9 +235,9 @@ def read_record(path: str | Path) -> dict[str, Any]:
         raise RegbenchError(f"record {path} does not exist") from None
     except (OSError, ValueError, EOFError) as err:
         raise RegbenchError(f"record {path} does not parse: {err}") from None
-    if not isinstance(data, dict):
-        raise RegbenchError(f"record {path} does not parse: expected a JSON object, got {type(data).__name__}")
-    return data
+    if isinstance(data, dict):
+        return data
+    raise RegbenchError(f"record {path} does not parse: expected a JSON object, got {type(data).__name__}")
 
 
 def iter_records(directory: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:

@@ -35,7 +35,7 @@ class TrainConfig:
 
     epochs: int = 3
     batch_size: int = 16
-    lr: float = 2e-5
+    lr: float = 1e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
