@@ -37,6 +37,10 @@ class Registry(Generic[T]):
         self._entries[key] = entry
         return entry
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (tests that register throw-away entries clean up with this)."""
+        self._entries.pop(self._normalise(name), None)
+
     def get(self, name: str) -> T:
         self._ensure_loaded()
         key = self._normalise(name)

@@ -153,6 +153,7 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
                 sums[name] = sums.get(name, 0.0) + value.detach().float()
             for name, value in method.logs.items():
                 logs[name] = logs.get(name, 0.0) + value
+            method.logs = {}  # a method reports per step; nothing stale is counted twice
             seen += batch["input_ids"].shape[0]
             tokens += int(batch["attention_mask"].sum())
         epoch_loss = {f"loss/{k}": float(v) / len(order) for k, v in sums.items()}
