@@ -54,7 +54,7 @@ def _bad_task_dir(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--task", "sst3"], "unknown task 'sst3'; did you mean 'sst2'"),
+        (["--task", "rtee"], "unknown task 'rtee'; did you mean 'rte'"),
         (["--task", "sst2", "--method", "stdd"], "unknown method 'stdd'; did you mean 'std'"),
         (["--task", "sst2", "--lr", "-1"], "--lr must be a positive number"),
         (["--task", "sst2", "--lr", "nan"], "--lr must be a positive number"),

@@ -63,3 +63,16 @@ def test_mlflow_run_is_logged_and_queryable(tiny_config, tmp_path):
     assert mlflow_run.data.metrics["test/accuracy"] == pytest.approx(record["metrics"]["test"]["accuracy"])
     artifacts = {a.path for a in client.list_artifacts(mlflow_run.info.run_id)}
     assert {"record.json", "config.yaml"} <= artifacts
+
+
+def _builtin_task_names() -> list[str]:
+    from regbench.benchmarks.taskspec import builtin_tasks_dir
+
+    return sorted(p.stem for p in builtin_tasks_dir().glob("*.yaml"))
+
+
+@pytest.mark.parametrize("task", _builtin_task_names())
+def test_every_builtin_task_trains_one_epoch(tiny_config, task):
+    record = run(tiny_config(task, train_size=16, dev_size=8, max_test_examples=16, epochs=1))
+    assert record["run_info"]["status"] in {"ok", "failed"}
+    assert set(record["metrics"]["test"]) >= {"primary"}
