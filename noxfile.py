@@ -37,6 +37,13 @@ def shared_env(session: nox.Session) -> Path:
     return SHARED / "bin"
 
 
+def run_per_task(session: nox.Session, *args: str) -> None:
+    """One STD run per benchmark task (the grid issue replaces this with profiles)."""
+    bin_dir = shared_env(session)
+    for task in BENCH_TASKS:
+        session.run(str(bin_dir / "regbench"), "run", "--task", task, "--method", "std", *args, external=True)
+
+
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """Run the test suite (tiny random model; real data from the mirror)."""
@@ -47,21 +54,15 @@ def tests(session: nox.Session) -> None:
 @nox.session(venv_backend="none")
 def smoke(session: nox.Session) -> None:
     """CI smoke benchmark: one tiny-model run per task, records under results/smoke/."""
-    bin_dir = shared_env(session)
-    for task in BENCH_TASKS:
-        session.run(str(bin_dir / "regbench"), "run", "--task", task, "--method", "std", "--model", "tiny-random-bert",
-                    "--train-size", "32", "--epochs", "2", "--max-test", "200", "--lr", "1e-3", "--seed", "1",
-                    "--out", "results/smoke", "--experiment", "smoke", external=True)
+    run_per_task(session, "--model", "tiny-random-bert", "--train-size", "32", "--epochs", "2", "--max-test", "200",
+                 "--lr", "1e-3", "--seed", "1", "--out", "results/smoke", "--experiment", "smoke")
 
 
 @nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
     """The main job: a real MiniLM run per task (records and MLflow store under results/bench/)."""
-    bin_dir = shared_env(session)
-    for task in BENCH_TASKS:
-        session.run(str(bin_dir / "regbench"), "run", "--task", task, "--method", "std", "--train-size", "64",
-                    "--epochs", "3", "--lr", "1e-4", "--seed", "1", "--out", "results/bench", "--experiment", "bench",
-                    *session.posargs, external=True)
+    run_per_task(session, "--train-size", "64", "--epochs", "3", "--lr", "1e-4", "--seed", "1", "--out", "results/bench",
+                 "--experiment", "bench", *session.posargs)
     session.log("Browse the runs:  mlflow ui --backend-store-uri sqlite:///results/bench/mlflow.db")
 
 
