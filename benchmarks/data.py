@@ -61,16 +61,15 @@ class Split:
 
 def load_split(task: TaskSpec, split: str, data_dir: str | Path | None = None) -> Split:
     """One split of a task (``split`` is a key of ``task.splits``), checked for the columns the task uses."""
-    source_split = task.splits.get(split)
-    if source_split is None:
+    if split not in task.splits:
         raise DataError(f"task {task.name!r} has no {split!r} split (it has: {', '.join(task.splits)})")
+    source_split, mirror, hub = split_source(task, split)
     root = resolve_data_dir(data_dir)
-    mirror = task.source.get("mirror")
     expected = root / mirror / f"{source_split}.parquet" if (root and mirror) else None
     if expected is not None and expected.is_file():
         loaded = Split(_read_parquet(str(expected.resolve())), str(expected.resolve()))
-    elif task.source.get("hub"):
-        loaded = _load_from_hub(task, source_split, expected)
+    elif hub:
+        loaded = _load_from_hub(task, hub, source_split, expected)
     else:
         where = expected or f"<data dir>/{mirror}/{source_split}.parquet (no data dir found)"
         raise DataError(f"data file {where} for task {task.name!r} is missing; set REGBENCH_DATA_DIR or --data-dir to the Parquet mirror")
@@ -78,13 +77,21 @@ def load_split(task: TaskSpec, split: str, data_dir: str | Path | None = None) -
     return loaded
 
 
+def split_source(task: TaskSpec, split: str) -> tuple[str, str | None, Any]:
+    """(split name, mirror dir, hub name) of a split: a plain name uses the task's source; a mapping
+    ``{split, mirror, hub}`` overrides it (e.g. QNLI trains on a pool from another mirror dir than its test set)."""
+    entry = task.splits[split]
+    if isinstance(entry, dict):
+        return str(entry["split"]), entry.get("mirror", task.source.get("mirror")), entry.get("hub", task.source.get("hub"))
+    return str(entry), task.source.get("mirror"), task.source.get("hub")
+
+
 @cache
 def _read_parquet(path: str) -> datasets.Dataset:
     return datasets.Dataset.from_parquet(path)
 
 
-def _load_from_hub(task: TaskSpec, source_split: str, expected: Path | None) -> Split:
-    hub = task.source["hub"]
+def _load_from_hub(task: TaskSpec, hub: Any, source_split: str, expected: Path | None) -> Split:
     name, config = (hub[0], hub[1] if len(hub) > 1 else None) if isinstance(hub, list) else (hub, None)
     try:
         ds = datasets.load_dataset(name, config, split=source_split)

@@ -44,9 +44,10 @@ def plan_split(task: TaskSpec, labels: list, train_size: int | None, dev_size: i
     room = pool - dev_n
     train_n = room if train_size is None else train_size
     if train_n < 1 or train_n > room:
+        limit = pool // 2 if dev_size is None else max(room, 0)  # a default dev set is as large as the train set
         raise DataError(
             f"train size {train_n} does not fit task {task.name!r}: its training pool has {pool} examples and "
-            f"{dev_n} are kept for dev, so use 1..{max(room, 0)} (or 'full')"
+            f"{dev_n} would be kept for dev, so use 1..{limit} (or 'full', or a smaller --dev-size)"
         )
     positions = np.arange(pool)
     strata = _strata(task, labels)

@@ -41,7 +41,7 @@ class TaskSpec:
     version: int
     type: str
     source: dict[str, Any]  # mirror: "<dataset>/<config>" under the data dir; hub: [name, config] when online
-    splits: dict[str, str]  # train: the training pool (dev is carved from it); test; optional dev
+    splits: dict[str, Any]  # train: the pool (dev is carved from it); test. A name, or {split, mirror, hub}
     label_column: str
     metrics: tuple[str, ...]
     primary: tuple[str, ...]
@@ -108,6 +108,11 @@ def _check_splits(data: dict[str, Any], where: str) -> None:
     splits = data["splits"]
     if not isinstance(splits, dict) or "train" not in splits or "test" not in splits:
         raise ConfigError(f"{where}: splits must map at least 'train' and 'test' to split names of the source")
+    for key, entry in splits.items():
+        if isinstance(entry, dict) and "split" not in entry:
+            raise ConfigError(f"{where}: split {key!r} is a mapping without 'split' (give split, and mirror and/or hub)")
+        if not isinstance(entry, dict | str):
+            raise ConfigError(f"{where}: split {key!r} must be a split name or a mapping {{split, mirror, hub}}")
     if not isinstance(data["source"], dict) or not ({"mirror", "hub"} & set(data["source"])):
         raise ConfigError(f"{where}: source must give 'mirror' (path under the data dir) and/or 'hub' (dataset name)")
 

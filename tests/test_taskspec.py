@@ -54,3 +54,17 @@ def test_user_tasks_dir_is_picked_up(tmp_path):
     specs = add_tasks_dir(tmp_path)
     assert [s.name for s in specs] == ["mytask"]
     assert TASKS.get("mytask").source == {"mirror": "glue/sst2"}
+
+
+def test_a_split_may_come_from_another_mirror_dir(data_dir):
+    from regbench.benchmarks.data import load_split, split_source
+
+    task = TASKS.get("qnli")
+    assert split_source(task, "train")[:2] == ("subset_train", "glue_subsets/qnli")
+    assert split_source(task, "test")[:2] == ("validation", "glue/qnli")
+    assert load_split(task, "train", data_dir).source.endswith("glue_subsets/qnli/subset_train.parquet")
+
+
+def test_split_mapping_needs_a_split_name():
+    with pytest.raises(ConfigError, match="split 'train' is a mapping without 'split'"):
+        parse_task({**BASE, "splits": {"train": {"mirror": "x"}, "test": "validation"}})
