@@ -1,6 +1,6 @@
 """Local ``evaluate`` metrics: the task metrics without the Hugging Face hub.
 
-``evaluate.load("accuracy")`` downloads a metric script from the hub, so it fails offline; these modules are the same
+``evaluate.load`` with a hub metric name (accuracy, f1, …) downloads a metric script, so it fails offline; these modules are the same
 metrics as local ``evaluate.Metric`` classes backed by scikit-learn, SciPy and seqeval. Each metric is built once per
 process and reused, because ``evaluate.Metric.__init__`` creates a cache directory; ``keep_in_memory=True`` keeps
 each ``compute`` call off the disk (no Arrow cache file, no file lock).
