@@ -158,21 +158,26 @@ def _coerce(f: dataclasses.Field, value: Any, method: str) -> Any:
 
 
 def _load_builtin_methods() -> None:
-    """Import the built-in method modules (each registers itself), then third-party entry points."""
+    """Import every module of the built-in method packages (each registers itself), then third-party entry points.
+
+    Discovery by package scan means adding a method is one new module in ``baselines/`` or ``regularizers/``: no
+    central list to edit (and no merge conflicts between method authors).
+    """
     import importlib
+    import pkgutil
     from importlib.metadata import entry_points
 
-    for module in BUILTIN_METHOD_MODULES:
-        importlib.import_module(module)
+    for package_name in BUILTIN_METHOD_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{package_name}.{info.name}")
     for ep in entry_points(group="regbench.methods"):
         ep.load()
 
 
-# Modules that define built-in methods; each calls register_method once at import.
-BUILTIN_METHOD_MODULES: list[str] = [
-    "regbench.baselines.std",
-    "regbench.baselines.std_plus_plus",
-]
+# Packages whose modules define built-in methods; each module calls register_method at import.
+BUILTIN_METHOD_PACKAGES: tuple[str, ...] = ("regbench.baselines", "regbench.regularizers")
 
 METHODS: Registry[type[Method]] = Registry("method", loader=_load_builtin_methods)
 
