@@ -5,13 +5,17 @@ examples, because the task's own validation split serves as the test set (GLUE c
 are stratified (class proportions kept), regression and token tasks draw uniformly. The draw depends only on the
 data seed, so every method sees the same split for the same seed — the paired tests rely on it.
 
-Sizes: an integer is a total number of examples; ``None`` ("full") takes the whole pool minus the dev set.
-Default dev size: the training size for few-shot draws (LM-BFF style), else 10% of the pool capped at 2000.
+Sizes (:class:`SizeSpec`, written ``k16``, ``n500`` or ``full``): ``k`` examples *per class* (LM-BFF style: train and
+dev both get k per class, disjoint; classification only), ``n`` examples in total (stratified for classification),
+or ``full`` = the whole pool minus the dev set. Default dev size: the training size for few-shot draws, else 10% of
+the pool capped at 2000.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -27,6 +31,71 @@ MAX_FULL_DEV = 2000
 class SplitPlan:
     train: list[int]  # positions in the pool
     dev: list[int]
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """A training-set size: ``per_class`` examples of each class, or ``total`` examples, or neither (= full)."""
+
+    per_class: int | None = None
+    total: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"k{self.per_class}" if self.per_class else f"n{self.total}" if self.total else "full"
+
+    def __str__(self) -> str:
+        return self.label
+
+
+_SIZE = re.compile(r"^(?:(?P<kind>[kn])\s*=?\s*)?(?P<value>\d+)$")
+
+
+def parse_size(value: Any) -> SizeSpec:
+    """``16`` / ``"n16"`` / ``"n=16"`` → 16 in total; ``"k16"`` / ``"k=16"`` → 16 per class; ``"full"``/None → all."""
+    if isinstance(value, SizeSpec):
+        return value
+    if value is None or (isinstance(value, str) and value.strip().lower() == "full"):
+        return SizeSpec()
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, kind = value, "n"
+    else:
+        match = _SIZE.match(str(value).strip().lower())
+        if not match:
+            raise DataError(f"size {value!r} is not understood; write k16 (per class), n500 (in total) or full")
+        number, kind = int(match["value"]), match["kind"] or "n"
+    if number < 1:
+        raise DataError(f"size {value!r} must be at least 1 example")
+    return SizeSpec(per_class=number) if kind == "k" else SizeSpec(total=number)
+
+
+def check_size_fits(task: TaskSpec, labels: list, size: SizeSpec, dev_size: int | None = None) -> str | None:
+    """Why this task cannot serve this size (None if it can): used by ``regbench plan`` to mark cells n/a."""
+    if size.per_class is None:
+        need = (size.total or 1) + (dev_size if dev_size is not None else default_dev_size(len(labels), size.total))
+        return None if need <= len(labels) else f"needs {need} examples (train + dev), the pool has {len(labels)}"
+    if task.type != "classification":
+        return f"per-class size {size.label} needs a classification task, {task.name} is {task.type}"
+    _, counts = np.unique(np.asarray(labels), return_counts=True)
+    if len(counts) < task.num_labels or counts.min() < 2 * size.per_class:
+        smallest = 0 if len(counts) < task.num_labels else int(counts.min())
+        return f"{size.label} needs {2 * size.per_class} examples per class (train + dev), its smallest class has {smallest}"
+    return None
+
+
+def plan_per_class(task: TaskSpec, labels: list, per_class: int, seed: int) -> SplitPlan:
+    """LM-BFF style: ``per_class`` train and ``per_class`` dev examples of every class, disjoint, from the data seed."""
+    problem = check_size_fits(task, labels, SizeSpec(per_class=per_class))
+    if problem:
+        raise DataError(f"task {task.name!r}: {problem}; use a smaller k")
+    rng = np.random.default_rng(seed)
+    array = np.asarray(labels)
+    train, dev = [], []
+    for label in range(task.num_labels):
+        members = rng.permutation(np.flatnonzero(array == label))
+        dev.extend(members[:per_class].tolist())
+        train.extend(members[per_class : 2 * per_class].tolist())
+    return SplitPlan(train=sorted(train), dev=sorted(dev))
 
 
 def default_dev_size(pool_size: int, train_size: int | None) -> int:

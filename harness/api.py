@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 
 from regbench.benchmarks.data import Encoded, encode_split, exclude_test_overlap
-from regbench.benchmarks.fewshot import plan_split, stratified_subsample
+from regbench.benchmarks.fewshot import parse_size, plan_per_class, plan_split, stratified_subsample
+from regbench.benchmarks.noise import NoiseSpec, apply_noise, check_task_supports
 from regbench.benchmarks.taskspec import TaskSpec, get_task
 
 from . import records, tracking
@@ -37,14 +39,16 @@ SUITE_VERSION = 1  # bump when a harness change may alter results (part of every
 
 @dataclass(frozen=True)
 class RunConfig:
-    """One training run. ``train_size=None`` means the whole training pool ("full")."""
+    """One training run. ``train_size``: ``64`` / ``"n64"`` in total, ``"k16"`` per class, ``None``/``"full"``."""
 
     task: str
     method: str = "std"
     method_params: dict[str, Any] = field(default_factory=dict)
     model: str = DEFAULT_MODEL
     pooling: str | None = None
-    train_size: int | None = 64
+    train_size: int | str | None = 64
+    noise_rate: float = 0.0  # label noise on train and dev (benchmarks/noise.py); the test set stays clean
+    noise_type: str = "symmetric"
     dev_size: int | None = None
     max_test_examples: int | None = None
     max_length: int = 128
@@ -56,6 +60,9 @@ class RunConfig:
     tracking_uri: str | None = None  # default: SQLite under out_dir
     experiment: str = "regbench"
     track: bool = True
+    evaluate_test: bool = True  # False for tuning trials: the test split is never evaluated during tuning
+    write_record: bool = True
+    profile: str | None = None
 
 
 def derive_seeds(seed: int) -> dict[str, int]:
@@ -64,48 +71,68 @@ def derive_seeds(seed: int) -> dict[str, int]:
     return {"data": data, "noise": noise, "init": init}
 
 
-def run(config: RunConfig, tracker_parent: str | None = None) -> dict[str, Any]:
-    """Train and evaluate once; write the record (and an MLflow run); return the record."""
+def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str | None = None, phase: str = "single",
+        on_epoch_end: Callable[[int, dict[str, float]], bool] | None = None, tracker_key: str | None = None,
+        tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Train and evaluate once; write the record (and an MLflow run); return the record.
+
+    The grid passes its ``cell_key`` (which hashes the search space, not the tuned values), the ``phase``
+    (``trial`` / ``final``), an ``on_epoch_end`` callback (the pruner), the MLflow key of the run and extra tags.
+    """
     task = get_task(config.task)
     method = get_method(config.method, config.method_params)
     config.train.validate()
+    check_task_supports(task, NoiseSpec(config.noise_rate, config.noise_type))
     pretrained = load_pretrained(config.model)
     seeds = derive_seeds(config.seed)
-    data, data_info = prepare_data(task, config, pretrained.tokenizer, seeds["data"])
+    data, data_info = prepare_data(task, config, pretrained.tokenizer, seeds["data"], seeds["noise"])
     torch.manual_seed(seeds["init"])  # dropout and anything the method draws from the global stream
     model = TaskModel(pretrained, task.type, task.num_labels, config.pooling, config.dropout, head_seed=seeds["init"])
     run_config = describe(config, task, method, pretrained.checksum)
     run_key = _hash(run_config)
-    cell_key = _hash({k: v for k, v in run_config.items() if k != "seed"})
+    cell_key = cell_key or _hash({k: v for k, v in run_config.items() if k != "seed"})
     out_dir = Path(config.out_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     record_path = out_dir / "records" / task.name / method.name.replace("+", "p") / f"{run_key}-{stamp}.json"
 
-    tracker = _tracker(config, task, method.name, cell_key, run_key, tracker_parent)
+    tracker = _tracker(config, task, method.name, cell_key, run_key, tracker_parent, tracker_key, tags)
     with tracker as t:
         t.log_params({"config": run_config, "cell_key": cell_key, "run_key": run_key})
+
+        def epoch_end(epoch: int, metrics: dict[str, float]) -> bool:
+            t.log_metrics(metrics, step=epoch)
+            return bool(on_epoch_end(epoch, metrics)) if on_epoch_end is not None else False
+
         start = time.perf_counter()
         result = train(model, method, task, data, config.train, seeds["init"], pretrained.tokenizer.pad_token_id,
-                       on_epoch_end=lambda epoch, metrics: t.log_metrics(metrics, step=epoch))
+                       on_epoch_end=epoch_end)
         wall = time.perf_counter() - start
         record = build_record(config, task, method.name, run_config, run_key, cell_key, seeds, data_info, result,
-                              wall, pretrained.checksum, getattr(t, "run_id", None))
-        records.write_record(record_path, record)
+                              wall, pretrained.checksum, getattr(t, "run_id", None), phase)
+        if config.write_record:
+            records.write_record(record_path, record)
         t.log_metrics({f"test/{k}": v for k, v in (record["metrics"]["test"] or {}).items()}, step=result.best_epoch or 0)
         t.log_dict_artifact(record, "record.json")
         t.log_dict_artifact(run_config, "config.yaml")
-        t.set_tags({"status": result.status, "record": str(record_path)})
-    record["_path"] = str(record_path)
+        t.set_tags({"status": result.status, **({"record": str(record_path)} if config.write_record else {})})
+    record["_path"] = str(record_path) if config.write_record else None
     return record
 
 
-def prepare_data(task: TaskSpec, config: RunConfig, tokenizer: Any, data_seed: int) -> tuple[dict[str, list], dict[str, Any]]:
+def prepare_data(task: TaskSpec, config: RunConfig, tokenizer: Any, data_seed: int,
+                 noise_seed: int = 0) -> tuple[dict[str, list], dict[str, Any]]:
+    """Train/dev drawn from the pool (data seed), label noise on both (noise seed), the test split (clean).
+    With ``evaluate_test=False`` (tuning) the test features are not handed to the loop at all."""
     pool = encode_split(task, "train", tokenizer, config.max_length, config.data_dir)
     test = encode_split(task, "test", tokenizer, config.max_length, config.data_dir)
     _check_labels(task, pool)
     full_pool = len(pool)
     pool = pool.subset(exclude_test_overlap(pool, test))
-    plan = plan_split(task, pool.labels(), config.train_size, config.dev_size, data_seed)
+    size = parse_size(config.train_size)
+    if size.per_class is not None:
+        plan = plan_per_class(task, pool.labels(), size.per_class, data_seed)
+    else:
+        plan = plan_split(task, pool.labels(), size.total, config.dev_size, data_seed)
     if config.max_test_examples and config.max_test_examples < len(test):
         test = test.subset(stratified_subsample(task, test.labels(), config.max_test_examples, seed=0))
     info = {
@@ -115,8 +142,12 @@ def prepare_data(task: TaskSpec, config: RunConfig, tokenizer: Any, data_seed: i
         "dev_ids_sha256": _hash([pool.features[i]["idx"] for i in plan.dev]),
         "files": sorted({pool.source, test.source}),
         "split_rule": "dev carved from the training pool (disjoint, data seed); test = the task's test split",
+        "size": size.label,
     }
-    data = {"train": pool.subset(plan.train).features, "dev": pool.subset(plan.dev).features, "test": test.features}
+    noise = NoiseSpec(config.noise_rate, config.noise_type)
+    train_set, info["noise_train"] = apply_noise(task, pool.subset(plan.train).features, noise, noise_seed)
+    dev_set, info["noise_dev"] = apply_noise(task, pool.subset(plan.dev).features, noise, noise_seed + 1)
+    data = {"train": train_set, "dev": dev_set, "test": test.features if config.evaluate_test else None}
     return data, info
 
 
@@ -136,7 +167,8 @@ def describe(config: RunConfig, task: TaskSpec, method: Any, model_checksum: str
         "task": task.key(),
         "method": {"name": method.name, "params": method.config.to_dict()},
         "model": {"name": config.model, "checksum": model_checksum, "pooling": config.pooling, "dropout": config.dropout},
-        "data": {"train_size": config.train_size, "dev_size": config.dev_size,
+        "data": {"train_size": parse_size(config.train_size).label, "dev_size": config.dev_size,
+                 "noise": {"rate": config.noise_rate, "type": config.noise_type} if config.noise_rate else None,
                  "max_test_examples": config.max_test_examples, "max_length": config.max_length},
         "train": dataclasses.asdict(config.train),
         "seed": config.seed,
@@ -145,12 +177,16 @@ def describe(config: RunConfig, task: TaskSpec, method: Any, model_checksum: str
 
 def build_record(config: RunConfig, task: TaskSpec, method_name: str, run_config: dict[str, Any], run_key: str,
                  cell_key: str, seeds: dict[str, int], data_info: dict[str, Any], result: TrainResult, wall: float,
-                 model_checksum: str, mlflow_run_id: str | None) -> dict[str, Any]:
+                 model_checksum: str, mlflow_run_id: str | None, phase: str = "single") -> dict[str, Any]:
     test = result.test.metrics if result.test else None
+    noise = data_info["noise_train"]
     run_info = {
         "run_id": run_key, "cell_key": cell_key, "task": task.name, "method": method_name, "seed": config.seed,
         "seeds": seeds, "status": result.status, "error": result.error, "config": run_config,
-        "mlflow_run_id": mlflow_run_id,
+        "mlflow_run_id": mlflow_run_id, "profile": config.profile, "phase": phase, "size": data_info["size"],
+        "noise": {"type": noise["type"], "rate": config.noise_rate, "realised_rate": noise["realised_rate"],
+                  "flipped_sha256": noise["flipped_sha256"]},
+        "params": run_config["method"]["params"] | {"lr": config.train.lr},
     }
     train_seconds = sum(result.epoch_seconds)
     train_info = {
@@ -160,6 +196,7 @@ def build_record(config: RunConfig, task: TaskSpec, method_name: str, run_config
         "samples_per_second": result.train_examples_seen / train_seconds if train_seconds else None,
         "tokens_per_second": result.train_tokens_seen / train_seconds if train_seconds else None,
         "peak_memory_mb": result.peak_memory_mb, "data": data_info,
+        "stopped_at_epoch": result.extra.get("stopped_at_epoch"),
     }
     metrics = {"test": test, "dev": result.dev.metrics if result.dev else None}
     predictions = records.compact_predictions(result.test.ids, result.test.predictions, _prediction_kind(task)) if result.test else None
@@ -173,12 +210,15 @@ def _prediction_kind(task: TaskSpec) -> str:
     return "value" if task.is_regression else "tags" if task.is_token_task else "label"
 
 
-def _tracker(config: RunConfig, task: TaskSpec, method: str, cell_key: str, run_key: str, parent: str | None):
+def _tracker(config: RunConfig, task: TaskSpec, method: str, cell_key: str, run_key: str, parent: str | None,
+             key: str | None = None, extra_tags: dict[str, str] | None = None):
     if not config.track:
         return _NoTracking()
     uri = config.tracking_uri or tracking.default_tracking_uri(config.out_dir)
-    tags = {"task": task.name, "method": method, "seed": str(config.seed), "cell_key": cell_key, "run_key": run_key}
-    return tracking.RunTracker(uri, config.experiment, f"{task.name}/{method}/seed{config.seed}", tags=tags, parent_run_id=parent)
+    tags = {"task": task.name, "method": method, "seed": str(config.seed), "cell_key": cell_key, "run_key": run_key,
+            **(extra_tags or {})}
+    name = tags.pop("run_name", f"{task.name}/{method}/seed{config.seed}")
+    return tracking.RunTracker(uri, config.experiment, name, tags=tags, parent_run_id=parent, key=key)
 
 
 def _hash(obj: Any) -> str:

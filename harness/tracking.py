@@ -85,13 +85,15 @@ class RunTracker:
     """Context manager around one MLflow run; ends FINISHED, or FAILED when an exception escapes (and re-raises)."""
 
     def __init__(self, tracking_uri: str, experiment: str, run_name: str, *, tags: Mapping[str, str] | None = None,
-                 parent_run_id: str | None = None, artifact_root: str | Path | None = None) -> None:
+                 parent_run_id: str | None = None, artifact_root: str | Path | None = None,
+                 key: str | None = None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.run_name = run_name
         self.tags = dict(tags or {})
         self.parent_run_id = parent_run_id
         self.artifact_root = artifact_root
+        self.key = key  # runs with a key are unique per experiment: an earlier run with it is reattached
         self.client: MlflowClient | None = None
         self.run_id: str | None = None
         self.experiment_id: str | None = None
@@ -103,6 +105,16 @@ class RunTracker:
         tags = {**{k: str(v) for k, v in self.tags.items()}, "mlflow.runName": self.run_name}
         if self.parent_run_id:
             tags["mlflow.parentRunId"] = self.parent_run_id
+        if self.key:
+            tags[KEY_TAG] = self.key
+            found = runs_with_key(self.client, self.experiment_id, self.key)
+            if found:  # an interrupted (or repeated) run with this key: reattach it instead of duplicating it
+                self.run_id = found[0].info.run_id
+                self.client.update_run(self.run_id, status="RUNNING")
+                self.set_tags(tags)
+                for extra in found[1:]:
+                    self.client.set_terminated(extra.info.run_id, status="KILLED")
+                return self
         self.run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=self.run_name).info.run_id
         return self
 
@@ -192,6 +204,27 @@ class RunTracker:
 
     def log_file_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self._client().log_artifact(self.run_id, str(path), artifact_path)
+
+
+KEY_TAG = "regbench_key"
+
+
+def runs_with_key(client: MlflowClient, experiment_id: str, key: str) -> list[Run]:
+    """Runs tagged with this key, oldest first (so the first one is the one kept)."""
+    found = client.search_runs([experiment_id], filter_string=f"tags.{KEY_TAG} = '{key}'", max_results=100)
+    return sorted(found, key=lambda r: r.info.start_time or 0)
+
+
+def close_runs_with_key(tracking_uri: str, experiment: str, key: str, status: str = "KILLED") -> int:
+    """Mark unfinished runs with this key as ended (a trial whose worker died): never left RUNNING forever."""
+    client = connect(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return 0
+    stale = [r for r in runs_with_key(client, found.experiment_id, key) if r.info.status == "RUNNING"]
+    for run in stale:
+        client.set_terminated(run.info.run_id, status=status)
+    return len(stale)
 
 
 def find_runs(tracking_uri: str, experiment: str, filter_string: str = "") -> list[Run]:

@@ -93,8 +93,10 @@ def autocast_factory(device: torch.device, precision: str) -> Callable[[], conte
 
 
 def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict[str, Any]]], config: TrainConfig,
-          seed: int, pad_id: int, on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
-    """Train ``model`` with ``method`` on ``data['train']``, select on ``data['dev']``, test on ``data['test']``."""
+          seed: int, pad_id: int, on_epoch_end: Callable[[int, dict[str, float]], Any] | None = None) -> TrainResult:
+    """Train ``model`` with ``method`` on ``data['train']``, select on ``data['dev']``, test on ``data['test']``.
+
+    ``data['test']`` may be None (tuning trials): then nothing is tested and the method is still finalized."""
     config.validate()
     device = resolve_device(config.device)
     autocast = autocast_factory(device, config.precision)
@@ -123,7 +125,7 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
     majority = majority_baseline(task, [f["labels"] if not task.is_token_task else [t for t in f["labels"] if t != -100] for f in dev_set])
     curve, losses, epoch_seconds = [], [], []
     best_state, best_epoch, best_dev, status, error = None, None, None, "ok", None
-    eval_seconds, seen, tokens = 0.0, 0, 0
+    eval_seconds, seen, tokens, stopped_at = 0.0, 0, 0, None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     for epoch in range(epochs):
@@ -168,23 +170,27 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
         eval_seconds += time.perf_counter() - tick
         point = {"epoch": epoch + 1, "dev_primary": dev.metrics["primary"], **{f"dev/{k}": v for k, v in dev.metrics.items()}}
         curve.append(point)
-        if on_epoch_end:
-            on_epoch_end(epoch + 1, {**epoch_loss, **{k: v for k, v in point.items() if k != "epoch"}})
         if best_dev is None or _better(dev.metrics["primary"], best_dev.metrics["primary"]):
             best_state, best_epoch, best_dev = copy.deepcopy(model.state_dict()), epoch + 1, dev
+        # A truthy answer stops training here (a pruner's verdict); the best epoch so far still counts.
+        if on_epoch_end and on_epoch_end(epoch + 1, {**epoch_loss, **{k: v for k, v in point.items() if k != "epoch"}}):
+            stopped_at = epoch + 1
+            break
 
     test = None
     if best_state is not None:
         model.load_state_dict(best_state)
         method.finalize(model)
-        tick = time.perf_counter()
-        test = evaluate_model(model, task, eval_batches(test_set), autocast)
-        eval_seconds += time.perf_counter() - tick
+        if test_set is not None:
+            tick = time.perf_counter()
+            test = evaluate_model(model, task, eval_batches(test_set), autocast)
+            eval_seconds += time.perf_counter() - tick
         if status == "ok" and is_failed(task, best_dev.metrics["primary"], majority):
             status = "failed"
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return TrainResult(status, curve, best_epoch, best_dev, test, majority, losses, epoch_seconds, eval_seconds,
-                       len(epoch_seconds) * steps_per_epoch, seen, tokens, peak, error)
+                       len(epoch_seconds) * steps_per_epoch, seen, tokens, peak, error,
+                       extra={"stopped_at_epoch": stopped_at} if stopped_at else {})
 
 
 def _better(candidate: float, incumbent: float) -> bool:
