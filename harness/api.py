@@ -119,15 +119,32 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
     return record
 
 
+def run_key(config: RunConfig) -> str:
+    """The key :func:`run` will give this run (the grid checks for its record before running it)."""
+    task, method = get_task(config.task), get_method(config.method, config.method_params)
+    return _hash(describe(config, task, method, load_pretrained(config.model).checksum))
+
+
+_POOLS: dict[tuple[int, int], Encoded] = {}
+
+
+def prepare_pool(task: TaskSpec, config: RunConfig, tokenizer: Any) -> tuple[Encoded, Encoded, int]:
+    """(training pool without test duplicates, test split, pool size before the exclusion); memoised in-process,
+    since every trial and seed of a grid cell starts from the same pool."""
+    pool = encode_split(task, "train", tokenizer, config.max_length, config.data_dir)
+    test = encode_split(task, "test", tokenizer, config.max_length, config.data_dir)
+    _check_labels(task, pool)
+    key = (id(pool), id(test))  # encode_split memoises these objects, so ids identify them for the process
+    if key not in _POOLS:
+        _POOLS[key] = pool.subset(exclude_test_overlap(pool, test))
+    return _POOLS[key], test, len(pool)
+
+
 def prepare_data(task: TaskSpec, config: RunConfig, tokenizer: Any, data_seed: int,
                  noise_seed: int = 0) -> tuple[dict[str, list], dict[str, Any]]:
     """Train/dev drawn from the pool (data seed), label noise on both (noise seed), the test split (clean).
     With ``evaluate_test=False`` (tuning) the test features are not handed to the loop at all."""
-    pool = encode_split(task, "train", tokenizer, config.max_length, config.data_dir)
-    test = encode_split(task, "test", tokenizer, config.max_length, config.data_dir)
-    _check_labels(task, pool)
-    full_pool = len(pool)
-    pool = pool.subset(exclude_test_overlap(pool, test))
+    pool, test, full_pool = prepare_pool(task, config, tokenizer)
     size = parse_size(config.train_size)
     if size.per_class is not None:
         plan = plan_per_class(task, pool.labels(), size.per_class, data_seed)

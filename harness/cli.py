@@ -52,7 +52,51 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--data-dir", help="Parquet mirror directory (default: $REGBENCH_DATA_DIR or ../shared/data)")
     val.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
     val.set_defaults(handler=_cmd_validate)
+    _add_grid(sub)
     return parser
+
+
+def _add_grid(sub: Any) -> None:
+    plan = sub.add_parser("plan", help="print a profile's cells, run counts and estimated cost (runs nothing)")
+    bench = sub.add_parser("bench", help="run (or resume) a profile's grid: tune every cell, re-run the best over seeds")
+    for p in (plan, bench):
+        p.add_argument("--profile", required=True, help="profile name (see 'regbench ls profiles') or a YAML path")
+        p.add_argument("--data-dir", help="Parquet mirror directory (default: $REGBENCH_DATA_DIR or ../shared/data)")
+        p.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
+    plan.add_argument("--speed", type=float, default=1.0, help="hardware speed-up over the reference 2-core CPU")
+    plan.add_argument("--csv", help="also write the plan table to this CSV file")
+    plan.set_defaults(handler=_cmd_plan)
+    bench.add_argument("--out", help="output directory (default results/<profile>)")
+    bench.add_argument("--overwrite", default="only-missing", choices=["never", "only-missing", "always"],
+                       help="only-missing: resume (default); always: re-run final runs; never: refuse if results exist")
+    bench.add_argument("--workers", type=int, default=1, help="worker processes sharing the studies (default 1)")
+    bench.add_argument("--tracking-uri", help="MLflow URI (default: SQLite in the output dir; a loopback server "
+                                              "when --workers > 1)")
+    bench.add_argument("--no-track", action="store_true", help="records only, no MLflow runs")
+    bench.set_defaults(handler=_cmd_bench)
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .plan import estimate, plan_table, render
+    from .profiles import load_profile
+
+    profile = load_profile(args.profile)
+    table = plan_table(profile, estimate(profile, args.data_dir, args.speed))
+    print(render(profile, table, args.speed))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .parallel import run_parallel
+    from .profiles import load_profile
+
+    profile = load_profile(args.profile)
+    summary = run_parallel(profile, args.out, workers=args.workers, overwrite=args.overwrite,
+                           tracking_uri=args.tracking_uri, data_dir=args.data_dir, track=not args.no_track)
+    print(summary)
+    return 0
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
@@ -61,7 +105,10 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a method hyperparameter (repeatable)")
     p.add_argument("--model", default="minilm", help="'minilm' (packaged all-MiniLM-L6-v2), 'tiny-random-bert', an HF name or a path")
     p.add_argument("--pooling", choices=["mean", "cls", "pooler"], help="sentence representation (default: the checkpoint's)")
-    p.add_argument("--train-size", default="64", help="training examples drawn from the pool, or 'full' (default 64)")
+    p.add_argument("--train-size", default="64", help="64 / n64 in total, k16 per class (LM-BFF style), or 'full' (default 64)")
+    p.add_argument("--noise", type=float, default=0.0, help="label-noise rate in [0, 1) on train and dev (test stays clean)")
+    p.add_argument("--noise-type", default="symmetric", choices=["symmetric", "asymmetric"],
+                   help="symmetric (uniform over other classes) or asymmetric (the task YAML's flip map)")
     p.add_argument("--dev-size", type=int, help="dev examples carved from the pool (default: = train size; full: 10%%, ≤ 2000)")
     p.add_argument("--max-test", type=int, help="cap the test set at a fixed stratified subsample of this size")
     p.add_argument("--max-length", type=int, default=128, help="truncation length in tokens (default 128)")
@@ -95,23 +142,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pooling=args.pooling, train_size=_parse_size(args.train_size), dev_size=args.dev_size,
         max_test_examples=args.max_test, max_length=args.max_length, seed=args.seed, dropout=args.dropout,
         train=train_cfg, data_dir=args.data_dir, out_dir=args.out, tracking_uri=args.tracking_uri,
-        experiment=args.experiment, track=not args.no_track,
+        experiment=args.experiment, track=not args.no_track, noise_rate=args.noise, noise_type=args.noise_type,
     )
     record = run(config)
     _print_summary(record)
     return 0
 
 
-def _parse_size(text: str) -> int | None:
-    if text == "full":
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise ConfigError(f"--train-size must be a positive integer or 'full', got {text!r}") from None
-    if value < 1:
-        raise ConfigError(f"--train-size must be a positive integer or 'full', got {text!r}")
-    return value
+def _parse_size(text: str) -> int | str | None:
+    from regbench.benchmarks.fewshot import parse_size
+
+    size = parse_size(text)  # fails with one line on bad input
+    return size.total if size.per_class is None else size.label
 
 
 def _parse_params(items: list[str]) -> dict[str, str]:

@@ -1,11 +1,91 @@
-"""Benchmark profiles (``benchmarks/profiles/<name>.yaml``): which grid to run and at what size."""
+"""Benchmark profiles (``benchmarks/profiles/<name>.yaml``): which grid to run and at what size.
+
+A profile names tasks × few-shot sizes × label-noise levels × methods, the seeds of the final runs, the model, the
+shared training settings and the equal trial budget of every method. Everything is validated when the profile is
+loaded, so bad input (an unknown key, a noise rate outside [0, 1), an empty task list, a search-space bound with
+low > high, an unknown task or method) is one clear line before any run starts. A profile file may also be given
+by path (``--profile my/grid.yaml``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import importlib.resources
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+from .errors import ConfigError
+from .train import TrainConfig
+
+KEYS = {
+    "description": "one line shown by `regbench ls profiles`",
+    "model": "checkpoint name or path (minilm, tiny-random-bert, any HF id)",
+    "tasks": "task names (or YAML paths)",
+    "sizes": "training sizes: k16 (per class), n500 (in total), full",
+    "noise": "label-noise rates in [0, 1)",
+    "noise_type": "symmetric | asymmetric",
+    "seeds": "seeds of the final runs (seed → split, noise draw, init)",
+    "tune_seed": "the seed whose split the trials tune on (default: the first seed)",
+    "methods": "method names, or `all` (every registered method); must include std",
+    "method_params": "fixed (untuned) method parameters: {method: {param: value}}",
+    "trials": "Optuna trials per cell, equal for every method (COMPLETE + PRUNED count)",
+    "pruner": "median | none, or {type: median, n_startup_trials, n_warmup_steps}",
+    "search_space": "overrides: {method: {param: {low, high, log} | {choices: [...]}}}",
+    "epochs": "training epochs (a method may define its own length from it, e.g. STD++ 2x)",
+    "batch_size": "training batch size",
+    "max_length": "truncation length in tokens",
+    "max_test_examples": "cap on test examples (a fixed stratified subsample, recorded); null = all",
+    "dev_size": "dev examples for size n/full (k sizes use k per class); null = default",
+    "train": "other TrainConfig settings (lr is tuned): weight_decay, warmup_ratio, ...",
+    "dropout": "dropout of the encoder and the head",
+    "pooling": "mean | cls | pooler (default: the model's)",
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: str
+    tasks: tuple[str, ...]
+    sizes: tuple[Any, ...]
+    noise: tuple[float, ...]
+    seeds: tuple[int, ...]
+    methods: tuple[str, ...]
+    trials: int
+    model: str = "minilm"
+    description: str = ""
+    noise_type: str = "symmetric"
+    tune_seed: int | None = None
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    epochs: int = 3
+    batch_size: int = 16
+    max_length: int = 128
+    max_test_examples: int | None = None
+    dev_size: int | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    dropout: float = 0.1
+    pooling: str | None = None
+
+    def train_config(self) -> TrainConfig:
+        return dataclasses.replace(TrainConfig(), epochs=self.epochs, batch_size=self.batch_size, **self.train)
+
+    def space(self, method_cls: Any) -> dict[str, BaseDistribution]:
+        """The method's own search space with this profile's overrides applied."""
+        space = dict(method_cls.search_space())
+        for param, spec in self.search_space.get(method_cls.name, {}).items():
+            space[param] = _distribution(spec, f"profile {self.name}: search_space.{method_cls.name}.{param}")
+        return space
+
+    @property
+    def first_seed(self) -> int:
+        return self.tune_seed if self.tune_seed is not None else self.seeds[0]
 
 
 def profiles_dir() -> Path:
@@ -19,3 +99,122 @@ def list_profiles() -> list[tuple[str, str]]:
         data = yaml.safe_load(path.read_text()) or {}
         out.append((path.stem, str(data.get("description", ""))))
     return out
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A shipped profile by name, or a YAML file by path; validated (one clear line on bad input)."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = profiles_dir() / f"{name_or_path}.yaml"
+        if not path.exists():
+            known = [p.stem for p in sorted(profiles_dir().glob("*.yaml"))]
+            close = difflib.get_close_matches(name_or_path, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown profile {name_or_path!r} (known: {', '.join(known)}){hint}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"profile {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    return parse_profile(data, path.stem, str(path))
+
+
+def parse_profile(data: dict[str, Any], name: str, path: str = "<memory>") -> Profile:
+    where = f"profile {path}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a YAML mapping")
+    for key in data:
+        if key not in KEYS:
+            close = difflib.get_close_matches(str(key), KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(KEYS)})"
+            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+    for key in ("tasks", "sizes", "noise", "seeds", "methods", "trials"):
+        if key not in data:
+            raise ConfigError(f"{where} is missing {key!r} ({KEYS[key]})")
+    values = dict(data)
+    values["methods"] = _methods(values["methods"], where)
+    for key in ("tasks", "sizes", "noise", "seeds"):
+        values[key] = tuple(_as_list(values[key]))
+        if not values[key]:
+            raise ConfigError(f"{where}: {key} is empty ({KEYS[key]})")
+    if "pruner" in values:
+        values["pruner"] = _pruner(values["pruner"], where)
+    profile = Profile(name=name, path=path, **values)
+    _check(profile, where)
+    return profile
+
+
+def _methods(value: Any, where: str) -> tuple[str, ...]:
+    from .method import METHODS
+
+    names = list(METHODS.names()) if value == "all" else _as_list(value)
+    canonical = tuple(METHODS.get(str(n)).name for n in names)  # unknown names fail with "did you mean"
+    if "std" not in canonical:
+        raise ConfigError(f"{where}: methods must include std (the reference of every paired test)")
+    return canonical
+
+
+def _pruner(value: Any, where: str) -> dict[str, Any]:
+    spec = {"type": value} if isinstance(value, str) or value is None else dict(value)
+    spec["type"] = str(spec.get("type") or "none")
+    if spec["type"] not in ("median", "none"):
+        raise ConfigError(f"{where}: pruner type must be median or none, got {spec['type']!r}")
+    return spec
+
+
+def _check(profile: Profile, where: str) -> None:
+    from regbench.benchmarks.fewshot import parse_size
+    from regbench.benchmarks.noise import NoiseSpec
+    from regbench.benchmarks.taskspec import get_task
+
+    from .method import METHODS
+
+    for rate in profile.noise:
+        if not isinstance(rate, int | float) or not 0 <= rate < 1:
+            raise ConfigError(f"{where}: noise rate {rate!r} must be a number in [0, 1)")
+    NoiseSpec(0.0, profile.noise_type).validate()
+    for size in profile.sizes:
+        parse_size(size)
+    for task in profile.tasks:
+        get_task(task)
+    if not isinstance(profile.trials, int) or profile.trials < 1:
+        raise ConfigError(f"{where}: trials must be an integer ≥ 1, got {profile.trials!r}")
+    if any(not isinstance(s, int) for s in profile.seeds) or len(set(profile.seeds)) != len(profile.seeds):
+        raise ConfigError(f"{where}: seeds must be distinct integers, got {list(profile.seeds)}")
+    unknown = sorted(set(profile.train) - {f.name for f in dataclasses.fields(TrainConfig)} | ({"lr"} & set(profile.train)))
+    if unknown:
+        raise ConfigError(f"{where}: train.{unknown[0]} is not a training setting here (lr is tuned; "
+                          f"known: {', '.join(f.name for f in dataclasses.fields(TrainConfig) if f.name != 'lr')})")
+    profile.train_config().validate()
+    for method in profile.methods:
+        cls = METHODS.get(method)
+        profile.space(cls)
+        cls.from_params(profile.method_params.get(method, {}))
+    for method in set(profile.search_space) | set(profile.method_params):
+        if method not in profile.methods:
+            raise ConfigError(f"{where}: search_space/method_params name {method!r}, which is not in methods")
+
+
+def _distribution(spec: Any, where: str) -> BaseDistribution:
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} must be {{low, high, log}} or {{choices: [...]}}, got {spec!r}")
+    if "choices" in spec:
+        if not spec["choices"]:
+            raise ConfigError(f"{where}: choices is empty")
+        return CategoricalDistribution(list(spec["choices"]))
+    try:
+        low, high = spec["low"], spec["high"]
+    except KeyError as missing:
+        raise ConfigError(f"{where} is missing {missing}") from None
+    if not low <= high:
+        raise ConfigError(f"{where}: low {low} is greater than high {high}")
+    if spec.get("log") and low <= 0:
+        raise ConfigError(f"{where}: a log scale needs low > 0, got {low}")
+    if isinstance(low, int) and isinstance(high, int) and not spec.get("float"):
+        return IntDistribution(low, high, log=bool(spec.get("log")))
+    return FloatDistribution(float(low), float(high), log=bool(spec.get("log")))
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]

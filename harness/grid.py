@@ -1,0 +1,325 @@
+"""The grid: every cell of a profile (task × size × noise × method) is tuned, then re-run over the profile's seeds.
+
+    regbench plan  --profile quick      # cells, run counts, estimated cost; n/a cells with the reason
+    regbench bench --profile quick      # run it (resumable); results under results/quick/
+
+Layout under ``results/<profile>/``: ``records/`` (one immutable record per final run — the truth), ``cells/`` (one
+summary per cell: trials, best parameters, tuning cost; rewritten as the cell progresses), ``optuna.journal`` (the
+studies), ``mlflow.db`` + ``mlartifacts/`` (MLflow mirror: experiment ``regbench-<profile>``, a parent run per
+cell, a child run per trial and per final seed, linked by ``mlflow.parentRunId``).
+
+Resume: a final run is done iff its record exists and parses; a cell's tuning tops up to the budget (harness.tune);
+MLflow runs carry a key (cell key, ``<cell key>/trial<n>``, run key) and an unfinished run with the same key is
+reattached, or closed when its trial is abandoned — never duplicated. Several workers share the journal file;
+final runs are claimed with an exclusive lock file so no two workers run the same seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from regbench.benchmarks.fewshot import SizeSpec, check_size_fits, parse_size
+from regbench.benchmarks.noise import NoiseSpec, check_task_supports
+from regbench.benchmarks.taskspec import get_task
+
+from . import api, records, tracking, tune
+from .errors import ConfigError, RegbenchError
+from .method import METHODS
+from .model import load_pretrained
+from .profiles import Profile
+
+OVERWRITE_MODES = ("never", "only-missing", "always")
+
+
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    size: str  # canonical label: k16 | n500 | full
+    noise: float
+    method: str
+    key: str = ""
+    na: str | None = None  # why the task cannot serve this cell (shown by `plan`, skipped by `bench`)
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}/{self.size}/noise{self.noise:g}/{self.method}"
+
+
+def output_dir(profile: Profile, out: str | Path | None = None) -> Path:
+    return Path(out) if out else Path("results") / profile.name
+
+
+def experiment_name(profile: Profile) -> str:
+    return f"regbench-{profile.name}"
+
+
+def template(profile: Profile, task: str, size: str, noise: float, method: str, out_dir: Path,
+             tracking_uri: str | None, data_dir: str | None = None, track: bool = True) -> api.RunConfig:
+    """The run config of a cell before tuning: the profile's settings, the method's fixed parameters."""
+    return api.RunConfig(
+        task=task, method=method, method_params=dict(profile.method_params.get(method, {})), model=profile.model,
+        pooling=profile.pooling, train_size=size, dev_size=profile.dev_size,
+        max_test_examples=profile.max_test_examples, max_length=profile.max_length, seed=profile.first_seed,
+        dropout=profile.dropout, train=profile.train_config(), data_dir=data_dir, out_dir=str(out_dir),
+        tracking_uri=tracking_uri, experiment=experiment_name(profile), track=track, noise_rate=float(noise),
+        noise_type=profile.noise_type if noise else "symmetric", profile=profile.name)
+
+
+def with_params(config: api.RunConfig, params: dict[str, Any], **changes: Any) -> api.RunConfig:
+    """A trial's or final run's config: ``lr`` goes to the training settings, the rest to the method."""
+    params = dict(params)
+    train = dataclasses.replace(config.train, lr=float(params.pop("lr", config.train.lr)))
+    return dataclasses.replace(config, method_params={**config.method_params, **params}, train=train, **changes)
+
+
+def plan_cells(profile: Profile, data_dir: str | None = None) -> list[Cell]:
+    """Every cell of the profile, with its key, or the reason the task cannot serve it."""
+    pretrained = load_pretrained(profile.model)
+    cells = []
+    for task_name in profile.tasks:
+        task = get_task(task_name)
+        for size in map(parse_size, profile.sizes):
+            for noise in profile.noise:
+                na = _not_applicable(profile, task, size, noise, data_dir, pretrained.tokenizer)
+                for method in profile.methods:
+                    base = template(profile, task.name, size.label, noise, method, Path("."), None, data_dir)
+                    key = "" if na else cell_key(profile, base, pretrained.checksum)
+                    cells.append(Cell(task.name, size.label, float(noise), method, key, na))
+    return cells
+
+
+def _not_applicable(profile: Profile, task: Any, size: SizeSpec, noise: float, data_dir: str | None,
+                    tokenizer: Any) -> str | None:
+    try:
+        check_task_supports(task, NoiseSpec(float(noise), profile.noise_type if noise else "symmetric"))
+    except ConfigError as err:
+        return str(err)
+    config = api.RunConfig(task=task.name, max_length=profile.max_length, data_dir=data_dir)
+    pool, _, _ = api.prepare_pool(task, config, tokenizer)
+    return check_size_fits(task, pool.labels(), size, profile.dev_size)
+
+
+def cell_key(profile: Profile, base: api.RunConfig, model_checksum: str) -> str:
+    """Hash of the fully resolved cell: model, task version + data, size, noise, method and its fixed parameters,
+    training settings and the search space. Not the seeds or the budget (topping up keeps the same study)."""
+    task = get_task(base.task)
+    method_cls = METHODS.get(base.method)
+    method = method_cls.from_params(base.method_params)
+    described = api.describe(base, task, method, model_checksum)
+    described.pop("seed")
+    described["train"].pop("lr")
+    described["search_space"] = {k: repr(v) for k, v in sorted(profile.space(method_cls).items())}
+    described["data_files"] = _data_hashes(task, base)
+    return api._hash(described)
+
+
+def _data_hashes(task: Any, config: api.RunConfig) -> dict[str, str]:
+    pool, test, _ = api.prepare_pool(task, config, load_pretrained(config.model).tokenizer)
+    sources = sorted({pool.source, test.source})
+    return {s: (records.file_sha256(s) if Path(s).exists() else s) for s in sources}
+
+
+# ---- running ------------------------------------------------------------------------------------------------------
+@dataclass
+class GridContext:
+    profile: Profile
+    out_dir: Path
+    tracking_uri: str | None
+    storage: Any
+    overwrite: str = "only-missing"
+    data_dir: str | None = None
+    track: bool = True
+    worker: str = ""
+
+
+def run_grid(profile: Profile, out_dir: str | Path | None = None, *, overwrite: str = "only-missing",
+             tracking_uri: str | None = None, data_dir: str | None = None, track: bool = True,
+             progress: bool = True, worker_index: int = 0) -> dict[str, Any]:
+    """Run (or resume) every applicable cell of the profile in this process."""
+    if overwrite not in OVERWRITE_MODES:
+        raise ConfigError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got {overwrite!r}")
+    out = output_dir(profile, out_dir)
+    cells = [c for c in plan_cells(profile, data_dir) if c.na is None]
+    if overwrite == "never" and any(_existing_records(out, c) for c in cells):
+        raise RegbenchError(f"{out} already holds records of this profile and --overwrite never was given; "
+                            "use --overwrite only-missing to resume or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri or (tracking.default_tracking_uri(out) if track else None)
+    ctx = GridContext(profile, out, uri, open_storage(out), overwrite, data_dir, track, tune.worker_id())
+    total = len(cells) * (profile.trials + len(profile.seeds))
+    bar = tqdm(total=total, desc=f"{profile.name} runs", unit="run", position=worker_index, disable=not progress)
+    summaries = []
+    start = time.perf_counter()
+    for done, cell in enumerate(cells):
+        bar.set_postfix_str(f"cell {done + 1}/{len(cells)} {cell.name}")
+        summaries.append(run_cell(ctx, cell, bar))
+    bar.close()
+    return {"profile": profile.name, "out_dir": str(out), "cells": summaries, "seconds": time.perf_counter() - start}
+
+
+def open_storage(out: Path) -> Any:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
+
+
+def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
+    """Tune the cell to its budget, then run (or find) the final run of every seed; write the cell summary."""
+    profile = ctx.profile
+    base = template(profile, cell.task, cell.size, cell.noise, cell.method, ctx.out_dir, ctx.tracking_uri,
+                    ctx.data_dir, ctx.track)
+    space = profile.space(METHODS.get(cell.method))
+    study = tune.open_study(ctx.storage, cell.key, ctx.worker, profile.pruner)
+    if ctx.track:
+        tune.close_stale_trials(study, lambda n: tracking.close_runs_with_key(
+            ctx.tracking_uri, experiment_name(profile), f"{cell.key}/trial{n}"))
+    else:
+        tune.close_stale_trials(study)
+    start = time.perf_counter()
+    bar.update(min(tune.counted(study), profile.trials))  # trials done before a resume
+    with _cell_tracker(ctx, cell) as parent:
+        ran = tune.tune(study, profile.trials, space, _objective(ctx, base, cell, parent.run_id), bar.update)
+        tuning = tune.summary(study)
+        best = tuning["best_params"] or {"lr": base.train.lr}
+        finals = [_final_run(ctx, base, cell, best, seed, parent.run_id, bar) for seed in profile.seeds]
+        summary = _cell_summary(cell, profile, tuning, finals, time.perf_counter() - start, ran)
+        _log_cell(parent, summary)
+    _write_json(ctx.out_dir / "cells" / cell.task / cell.method.replace("+", "p") / f"{cell.key}.json", summary)
+    return summary
+
+
+def _objective(ctx: GridContext, base: api.RunConfig, cell: Cell, parent_id: str | None):
+    def objective(trial: Any) -> tune.TrialOutcome:
+        config = dataclasses.replace(with_params(base, trial.params), evaluate_test=False, write_record=False)
+
+        def report(epoch: int, metrics: dict[str, float]) -> bool:
+            value = metrics.get("dev_primary")
+            if value is None or not math.isfinite(value):
+                return False
+            trial.report(value, epoch)
+            return trial.should_prune()
+
+        tags = {"phase": "trial", "trial": str(trial.number), "run_name": f"{cell.name}/trial{trial.number}"}
+        record = api.run(config, parent_id, cell_key=cell.key, phase="trial", on_epoch_end=report,
+                         tracker_key=f"{cell.key}/trial{trial.number}", tags=tags)
+        info = record["train_info"]
+        dev = (record["metrics"].get("dev") or {}).get("primary")
+        value = None if record["run_info"]["status"] == "diverged" or dev is None else float(dev)
+        return tune.TrialOutcome(value, info.get("stopped_at_epoch") is not None, int(info["steps"]),
+                                 float(info["wall_seconds"]), record["run_info"].get("error"))
+    return objective
+
+
+def _final_run(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str, Any], seed: int,
+               parent_id: str | None, bar: Any) -> dict[str, Any]:
+    config = with_params(base, best, seed=seed)
+    key = api.run_key(config)
+    found = _record_for(ctx.out_dir, cell, key)
+    if found is not None and ctx.overwrite != "always":
+        bar.update(1)
+        return _final_summary(found[1], str(found[0]))
+    with _claim(ctx.out_dir / "claims" / key) as claimed:
+        if not claimed:  # another worker is running this seed right now
+            bar.update(1)
+            return {"seed": seed, "run_id": key, "status": "running elsewhere"}
+        tags = {"phase": "final", "run_name": f"{cell.name}/seed{seed}", "size": cell.size,
+                "noise": f"{cell.noise:g}"}
+        record = api.run(config, parent_id, cell_key=cell.key, phase="final", tracker_key=key, tags=tags)
+    bar.update(1)
+    return _final_summary(record, record.get("_path"))
+
+
+def _final_summary(record: dict[str, Any], path: str | None) -> dict[str, Any]:
+    info = record["run_info"]
+    return {"seed": info["seed"], "run_id": info["run_id"], "status": info["status"], "record": path,
+            "test_primary": (record["metrics"].get("test") or {}).get("primary"),
+            "dev_primary": (record["metrics"].get("dev") or {}).get("primary"),
+            "steps": record["train_info"].get("steps"), "seconds": record["train_info"].get("wall_seconds")}
+
+
+def _record_for(out: Path, cell: Cell, key: str) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable record of this run key (a torn or corrupt file does not count as done)."""
+    folder = out / "records" / cell.task / cell.method.replace("+", "p")
+    for path in sorted(folder.glob(f"{key}-*.json*"), reverse=True):
+        try:
+            return path, records.read_record(path)
+        except RegbenchError:
+            continue
+    return None
+
+
+def _existing_records(out: Path, cell: Cell) -> bool:
+    return any((out / "records" / cell.task / cell.method.replace("+", "p")).glob("*.json*"))
+
+
+class _claim:
+    """An exclusive lock file (O_EXCL) naming its owner; a claim of a dead process is taken over."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.owned = path, False
+
+    def __enter__(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if tune.is_alive(self.path.read_text().strip() or None):
+                    return False
+                self.path.unlink(missing_ok=True)  # stale: its worker died mid-run
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(tune.worker_id())
+            self.owned = True
+            return True
+        return False
+
+    def __exit__(self, *exc: object) -> None:
+        if self.owned:
+            self.path.unlink(missing_ok=True)
+
+
+def _cell_tracker(ctx: GridContext, cell: Cell) -> Any:
+    if not ctx.track:
+        return api._NoTracking()
+    tags = {"task": cell.task, "size": cell.size, "noise": f"{cell.noise:g}", "method": cell.method,
+            "cell_key": cell.key, "phase": "cell", "profile": ctx.profile.name}
+    return tracking.RunTracker(ctx.tracking_uri, experiment_name(ctx.profile), cell.name, tags=tags, key=cell.key)
+
+
+def _cell_summary(cell: Cell, profile: Profile, tuning: dict[str, Any], finals: list[dict[str, Any]],
+                  seconds: float, ran: int) -> dict[str, Any]:
+    return {"cell_key": cell.key, "profile": profile.name, "task": cell.task, "size": cell.size,
+            "noise_rate": cell.noise, "noise_type": profile.noise_type if cell.noise else "none",
+            "method": cell.method, "budget": profile.trials, "trials_run_now": ran, **tuning, "finals": finals,
+            "wall_seconds": seconds, "cpu_seconds": tuning["trial_seconds"] + sum(f.get("seconds") or 0 for f in finals),
+            "gpu_seconds": 0.0}
+
+
+def _log_cell(parent: Any, summary: dict[str, Any]) -> None:
+    tests = [f["test_primary"] for f in summary["finals"] if isinstance(f.get("test_primary"), float)]
+    metrics = {"best_dev": summary["best_value"], "trials_complete": summary["n_complete"],
+               "trials_pruned": summary["n_pruned"], "tuning_steps": summary["steps"]}
+    if tests:
+        metrics["test_mean"] = sum(tests) / len(tests)
+    parent.log_metrics(metrics, step=0)
+    # tags, not params: a topped-up study may change its best configuration, and MLflow params are write-once
+    parent.set_tags({f"best.{k}": v for k, v in (summary["best_params"] or {}).items()})
+    parent.log_dict_artifact(summary, "cell.json")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp.write_text(json.dumps(data, sort_keys=True, indent=1, default=str) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,137 @@
+"""Running a grid with several worker processes on one machine, and the per-cell summary printed at the end.
+
+Workers are separate processes (spawned, so each holds its own copy of the pretrained weights and tokenized data)
+that walk the same cells: they share each cell's Optuna study through the journal file (the budget check keeps
+them from overshooting by more than workers − 1 trials) and claim final runs with lock files. MLflow's SQLite store
+must not be written by several processes, so with more than one worker a loopback ``mlflow server`` over that
+SQLite file takes the writes (unless ``--tracking-uri`` names a server already).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import tracking
+from .errors import RegbenchError
+from .grid import output_dir, run_grid
+from .profiles import Profile, load_profile
+
+
+def run_parallel(profile: Profile, out: str | None = None, *, workers: int = 1, overwrite: str = "only-missing",
+                 tracking_uri: str | None = None, data_dir: str | None = None, track: bool = True) -> str:
+    """Run the grid with ``workers`` processes; return the per-cell summary as text."""
+    if workers < 1:
+        raise RegbenchError(f"--workers must be ≥ 1, got {workers}")
+    out_dir = output_dir(profile, out)
+    if workers == 1:
+        run_grid(profile, out_dir, overwrite=overwrite, tracking_uri=tracking_uri, data_dir=data_dir, track=track)
+        return summary_text(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _tracking_server(out_dir, tracking_uri, track) as uri:
+        context = multiprocessing.get_context("spawn")
+        procs = [context.Process(target=_worker, args=(profile.path, str(out_dir), uri, overwrite, data_dir, track, i))
+                 for i in range(workers)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+    failed = [p.exitcode for p in procs if p.exitcode]
+    if failed:
+        raise RegbenchError(f"{len(failed)} of {workers} workers failed (exit codes {failed}); re-run to resume")
+    return summary_text(out_dir)
+
+
+def _worker(profile_path: str, out: str, uri: str | None, overwrite: str, data_dir: str | None, track: bool,
+            index: int) -> None:
+    run_grid(load_profile(profile_path), out, overwrite=overwrite, tracking_uri=uri, data_dir=data_dir, track=track,
+             worker_index=index)
+
+
+@contextmanager
+def _tracking_server(out_dir: Path, tracking_uri: str | None, track: bool):
+    """Yield the URI workers should use: the given one, or a loopback server over the profile's SQLite store."""
+    if not track or tracking_uri:
+        yield tracking_uri
+        return
+    store = tracking.default_tracking_uri(out_dir)
+    tracking.connect(store).search_experiments()  # create/migrate the schema once, before the server opens it
+    port = _free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1", "--no-serve-artifacts",
+               "--default-artifact-root", (out_dir.resolve() / "mlartifacts").as_uri()]
+    log = (out_dir / "mlflow-server.log").open("ab")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        _wait_until_up(uri, server)
+        yield uri
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_up(uri: str, server: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RegbenchError(f"the loopback mlflow server exited with code {server.returncode}; see mlflow-server.log")
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RegbenchError(f"the loopback mlflow server did not answer within {timeout:.0f} s")
+
+
+def summary_table(out_dir: str | Path) -> pd.DataFrame:
+    """One row per cell from the cell files: best parameters, tuning cost and test mean ± std over seeds."""
+    rows = []
+    for path in sorted(Path(out_dir).glob("cells/*/*/*.json")):
+        cell = json.loads(path.read_text())
+        tests = pd.Series([f.get("test_primary") for f in cell["finals"]], dtype="float64")
+        rows.append({"task": cell["task"], "size": cell["size"], "noise": cell["noise_rate"], "method": cell["method"],
+                     "trials": cell["n_complete"] + cell["n_pruned"], "pruned": cell["n_pruned"],
+                     "best_dev": cell["best_value"], "test_mean": tests.mean(), "test_std": tests.std(),
+                     "seeds": int(tests.notna().sum()),
+                     "failed": sum(f["status"] in ("failed", "diverged") for f in cell["finals"]),
+                     "minutes": cell["wall_seconds"] / 60,
+                     "best_params": ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                              for k, v in sorted((cell["best_params"] or {}).items()))})
+    return pd.DataFrame(rows)
+
+
+def summary_text(out_dir: str | Path) -> str:
+    table = summary_table(out_dir)
+    if table.empty:
+        return f"no cell results under {out_dir}"
+    table = table.sort_values(["task", "size", "noise", "method"])
+    return f"results in {out_dir}\n" + table.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+
+
+def _main() -> Any:  # pragma: no cover - convenience: python -m regbench.harness.parallel <out_dir>
+    print(summary_text(sys.argv[1]))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

@@ -1,0 +1,110 @@
+"""``regbench plan``: the cells of a profile, how many runs they need and what they should cost, before running.
+
+The estimate is a cost model calibrated on this project's reference machine (2 CPU cores, MiniLM, fp32): one
+example costs ``A + B·L`` seconds to evaluate at average token length ``L`` (fitted to 176 ex/s on SST-2 and 60 ex/s on
+RTE) and ``TRAIN_FACTOR`` times that to train (42 samples/s on SST-2), scaled by the model's size relative to MiniLM
+and by a method's ``relative_step_cost`` (SMART ≈ 3, R3F ≈ 2; default 1). A trial trains the full epochs (pruning
+only makes it cheaper) and evaluates dev every epoch; a final run adds the test set. Other hardware: pass
+``--speed`` (e.g. 10 for a GPU that is ten times faster) — the plan prints its assumptions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from regbench.benchmarks.fewshot import default_dev_size, parse_size
+from regbench.benchmarks.taskspec import get_task
+
+from . import api
+from .grid import Cell, plan_cells
+from .method import METHODS
+from .model import load_pretrained
+from .profiles import Profile
+
+EVAL_SECONDS_PER_EXAMPLE = 2.94e-3  # A: fixed cost per example
+EVAL_SECONDS_PER_TOKEN = 2.11e-4  # B: cost per token
+TRAIN_FACTOR = 4.2  # forward + backward + optimiser step vs a forward in eval mode
+RUN_OVERHEAD_SECONDS = 1.0  # model copy, optimiser, record and MLflow writes
+MINILM_PARAMETERS = 22.7e6
+
+
+@dataclass(frozen=True)
+class CellEstimate:
+    cell: Cell
+    train_examples: int
+    dev_examples: int
+    test_examples: int
+    mean_tokens: float
+    trial_seconds: float
+    final_seconds: float
+
+
+def estimate(profile: Profile, data_dir: str | None = None, speed: float = 1.0) -> list[CellEstimate]:
+    pretrained = load_pretrained(profile.model)
+    scale = sum(p.numel() for p in pretrained.state_dict.values()) / MINILM_PARAMETERS / speed
+    out = []
+    for cell in plan_cells(profile, data_dir):
+        if cell.na:
+            out.append(CellEstimate(cell, 0, 0, 0, 0.0, 0.0, 0.0))
+            continue
+        out.append(_estimate_cell(profile, cell, pretrained.tokenizer, scale, data_dir))
+    return out
+
+
+def _estimate_cell(profile: Profile, cell: Cell, tokenizer: Any, scale: float, data_dir: str | None) -> CellEstimate:
+    task = get_task(cell.task)
+    config = api.RunConfig(task=task.name, max_length=profile.max_length, data_dir=data_dir)
+    pool, test, _ = api.prepare_pool(task, config, tokenizer)
+    size = parse_size(cell.size)
+    if size.per_class:
+        train = dev = size.per_class * task.num_labels
+    else:
+        dev = profile.dev_size or default_dev_size(len(pool), size.total)
+        train = size.total or len(pool) - dev
+    test_n = min(len(test), profile.max_test_examples or len(test))
+    tokens = sum(len(f["input_ids"]) for f in pool.features[:2000]) / max(1, min(2000, len(pool)))
+    per_example = (EVAL_SECONDS_PER_EXAMPLE + EVAL_SECONDS_PER_TOKEN * tokens) * scale
+    method_cls = METHODS.get(cell.method)
+    method = method_cls.from_params(profile.method_params.get(cell.method, {}))
+    epochs = method.num_epochs(profile.epochs)
+    cost = float(getattr(method_cls, "relative_step_cost", 1.0))
+    trial = RUN_OVERHEAD_SECONDS + epochs * (train * per_example * TRAIN_FACTOR * cost + dev * per_example)
+    final = trial + test_n * per_example
+    return CellEstimate(cell, train, dev, test_n, tokens, trial, final)
+
+
+def plan_table(profile: Profile, estimates: list[CellEstimate]) -> pd.DataFrame:
+    rows = []
+    for e in estimates:
+        c = e.cell
+        rows.append({"task": c.task, "size": c.size, "noise": c.noise, "method": c.method,
+                     "trials": 0 if c.na else profile.trials, "finals": 0 if c.na else len(profile.seeds),
+                     "train": e.train_examples, "dev": e.dev_examples, "test": e.test_examples,
+                     "est_minutes": round((profile.trials * e.trial_seconds + len(profile.seeds) * e.final_seconds)
+                                          / 60, 2),
+                     "status": f"n/a: {c.na}" if c.na else "ok", "cell_key": c.key})
+    return pd.DataFrame(rows)
+
+
+def render(profile: Profile, table: pd.DataFrame, speed: float = 1.0) -> str:
+    ok = table[table["status"] == "ok"]
+    runs = int(ok["trials"].sum() + ok["finals"].sum())
+    minutes = float(ok["est_minutes"].sum())
+    lines = [
+        f"profile {profile.name}: {len(table)} cells ({len(ok)} runnable, {len(table) - len(ok)} n/a), "
+        f"{runs} runs ({int(ok['trials'].sum())} trials + {int(ok['finals'].sum())} final runs)",
+        f"estimated cost: {_duration(minutes)} on the reference machine (2 CPU cores, fp32){'' if speed == 1 else f' / speed {speed:g}'}",
+        "",
+        table.drop(columns=["cell_key"]).to_string(index=False, max_colwidth=70),
+    ]
+    return "\n".join(lines)
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 90:
+        return f"{minutes:.1f} min"
+    return f"{minutes / 60:.1f} h" if minutes < 48 * 60 else f"{minutes / 60 / 24:.1f} days ({math.ceil(minutes / 60)} h)"

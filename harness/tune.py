@@ -1,0 +1,147 @@
+"""Optuna tuning of one grid cell (task × size × noise × method) under a fixed trial budget.
+
+One study per cell, named by the cell key, so a re-run or a second worker loads the same study
+(``load_if_exists``). The budget counts COMPLETE + PRUNED trials plus RUNNING trials of live workers: a re-run after
+an interruption tops up exactly, and parallel workers overshoot by at most workers − 1 (each may ask for a trial
+after reading the same count). A trial whose worker died (its process is gone) is marked FAIL and no longer counts,
+so its slot is redone. Every trial ends COMPLETE or PRUNED: a diverged trial, or one that raises, completes with
+``FAILURE_SCORE`` (below every primary metric, all of which are ≥ −1) so it counts and a cell can never loop.
+
+TPE is seeded from the cell key and the worker id: reproducible per worker, different across workers (so two
+workers do not propose the same configuration). Pruning (median by default) acts on the per-epoch dev metric;
+``pruner: none`` turns it off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import TrialState
+
+FAILURE_SCORE = -1.0
+WORKER_ATTR = "worker"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class TrialOutcome:
+    """What an objective reports back: the best dev score, whether it stopped early, and its cost."""
+
+    value: float | None  # None → diverged / no finite dev score (recorded as FAILURE_SCORE)
+    pruned: bool
+    steps: int
+    seconds: float
+    error: str | None = None
+
+
+def study_name(cell_key: str) -> str:
+    return f"cell-{cell_key}"
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def open_study(storage: Any, cell_key: str, worker: str, pruner: dict[str, Any]) -> optuna.Study:
+    seed = int(hashlib.sha256(f"{cell_key}/{worker}".encode()).hexdigest()[:8], 16)
+    return optuna.create_study(study_name=study_name(cell_key), storage=storage, direction="maximize",
+                               load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed),
+                               pruner=make_pruner(pruner))
+
+
+def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
+    if spec.get("type", "median") == "none":
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(n_startup_trials=int(spec.get("n_startup_trials", 2)),
+                                       n_warmup_steps=int(spec.get("n_warmup_steps", 1)))
+
+
+def is_alive(worker: str | None) -> bool:
+    """A RUNNING trial counts while its worker lives. Workers on other hosts cannot be checked: assumed alive."""
+    if not worker:
+        return False
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError):
+        return True
+    return True
+
+
+def close_stale_trials(study: optuna.Study, on_close: Callable[[int], None] | None = None) -> list[int]:
+    """Mark RUNNING trials of dead workers FAIL (they stop counting; their slot is redone)."""
+    closed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if not is_alive(trial.user_attrs.get(WORKER_ATTR)):
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            closed.append(trial.number)
+            if on_close:
+                on_close(trial.number)
+    return closed
+
+
+def counted(study: optuna.Study) -> int:
+    """Trials that use up budget: COMPLETE + PRUNED, and RUNNING ones of live workers."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+    return sum(t.state != TrialState.RUNNING or is_alive(t.user_attrs.get(WORKER_ATTR)) for t in trials)
+
+
+def tune(study: optuna.Study, budget: int, space: dict[str, BaseDistribution],
+         objective: Callable[[optuna.Trial], TrialOutcome], on_trial: Callable[[], None] | None = None) -> int:
+    """Run trials until the budget is used up; returns how many this call ran."""
+    ran = 0
+    while counted(study) < budget:
+        trial = study.ask(fixed_distributions=space)
+        trial.set_user_attr(WORKER_ATTR, worker_id())
+        start = time.perf_counter()
+        try:
+            outcome = objective(trial)
+        except Exception as err:  # noqa: BLE001 — one broken configuration must not stop the grid
+            outcome = TrialOutcome(None, False, 0, time.perf_counter() - start, f"{type(err).__name__}: {err}")
+        _finish(study, trial, outcome)
+        ran += 1
+        if on_trial:
+            on_trial()
+    return ran
+
+
+def _finish(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
+    trial.set_user_attr("steps", outcome.steps)
+    trial.set_user_attr("seconds", outcome.seconds)
+    if outcome.error:
+        trial.set_user_attr("error", outcome.error[:500])
+    if outcome.pruned:
+        study.tell(trial, state=TrialState.PRUNED)
+    else:
+        value = outcome.value if outcome.value is not None else FAILURE_SCORE
+        study.tell(trial, value if value == value else FAILURE_SCORE)  # NaN → failure score
+
+
+def summary(study: optuna.Study) -> dict[str, Any]:
+    """Trials (params, state, value, cost) and the best configuration, for the cell file and the leaderboard."""
+    trials = [{"number": t.number, "state": t.state.name, "params": dict(t.params), "value": t.value,
+               "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
+               "steps": t.user_attrs.get("steps", 0), "seconds": t.user_attrs.get("seconds", 0.0),
+               "error": t.user_attrs.get("error")}
+              for t in study.get_trials(deepcopy=False)]
+    done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    best = max(done, key=lambda t: (t["value"], -t["number"]), default=None)  # ties: the earlier trial
+    return {"trials": trials, "best_params": best["params"] if best else None,
+            "best_value": best["value"] if best else None, "best_trial": best["number"] if best else None,
+            "n_complete": sum(t["state"] == "COMPLETE" for t in trials),
+            "n_pruned": sum(t["state"] == "PRUNED" for t in trials),
+            "n_failed": sum(t["state"] == "FAIL" for t in trials),
+            "steps": sum(t["steps"] for t in trials), "trial_seconds": sum(t["seconds"] for t in trials)}
