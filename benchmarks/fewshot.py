@@ -65,7 +65,7 @@ def parse_size(value: Any) -> SizeSpec:
             raise DataError(f"size {value!r} is not understood; write k16 (per class), n500 (in total) or full")
         number, kind = int(match["value"]), match["kind"] or "n"
     if number < 1:
-        raise DataError(f"size {value!r} must be at least 1 example")
+        raise DataError(f"size {value!r} must be at least 1 example (e.g. k16, n500 or full)")
     return SizeSpec(per_class=number) if kind == "k" else SizeSpec(total=number)
 
 

@@ -224,19 +224,21 @@ def _final_run(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str
                parent_id: str | None, bar: Any) -> dict[str, Any]:
     config = with_params(base, best, seed=seed)
     key = api.run_key(config)
-    found = _record_for(ctx.out_dir, cell, key)
-    if found is not None and ctx.overwrite != "always":
-        bar.update(1)
-        return _final_summary(found[1], str(found[0]))
-    with _claim(ctx.out_dir / "claims" / key) as claimed:
-        if not claimed:  # another worker is running this seed right now
+    rerun = ctx.overwrite == "always"
+    while True:
+        found = _record_for(ctx.out_dir, cell, key)
+        if found is not None and not rerun:
             bar.update(1)
-            return {"seed": seed, "run_id": key, "status": "running elsewhere"}
-        tags = {"phase": "final", "run_name": f"{cell.name}/seed{seed}", "size": cell.size,
-                "noise": f"{cell.noise:g}"}
-        record = api.run(config, parent_id, cell_key=cell.key, phase="final", tracker_key=key, tags=tags)
-    bar.update(1)
-    return _final_summary(record, record.get("_path"))
+            return _final_summary(found[1], str(found[0]))
+        with _claim(ctx.out_dir / "claims" / key) as claimed:
+            if claimed:
+                tags = {"phase": "final", "run_name": f"{cell.name}/seed{seed}", "size": cell.size,
+                        "noise": f"{cell.noise:g}"}
+                record = api.run(config, parent_id, cell_key=cell.key, phase="final", tracker_key=key, tags=tags)
+                bar.update(1)
+                return _final_summary(record, record.get("_path"))
+        rerun = False  # another worker is running this seed: wait for its record (or take over if it dies)
+        time.sleep(1.0)
 
 
 def _final_summary(record: dict[str, Any], path: str | None) -> dict[str, Any]:

@@ -116,6 +116,11 @@ class RunTracker:
                     self.client.set_terminated(extra.info.run_id, status="KILLED")
                 return self
         self.run_id = self.client.create_run(self.experiment_id, tags=tags, run_name=self.run_name).info.run_id
+        if self.key:  # two workers may have created the same keyed run at once: keep the oldest, drop ours
+            first = runs_with_key(self.client, self.experiment_id, self.key)[0].info.run_id
+            if first != self.run_id:
+                self.client.delete_run(self.run_id)
+                self.run_id = first
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -212,7 +217,7 @@ KEY_TAG = "regbench_key"
 def runs_with_key(client: MlflowClient, experiment_id: str, key: str) -> list[Run]:
     """Runs tagged with this key, oldest first (so the first one is the one kept)."""
     found = client.search_runs([experiment_id], filter_string=f"tags.{KEY_TAG} = '{key}'", max_results=100)
-    return sorted(found, key=lambda r: r.info.start_time or 0)
+    return sorted(found, key=lambda r: (r.info.start_time or 0, r.info.run_id))
 
 
 def close_runs_with_key(tracking_uri: str, experiment: str, key: str, status: str = "KILLED") -> int:

@@ -1,0 +1,224 @@
+"""The grid: profiles, cell keys, exact budgets on resume, kill-and-restart, failures, workers, test isolation."""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from regbench.harness import api, grid, tracking, tune
+from regbench.harness.cli import main
+from regbench.harness.errors import ConfigError, RegbenchError
+from regbench.harness.method import METHODS, Method, register_method
+from regbench.harness.profiles import load_profile, parse_profile
+from regbench.harness.records import iter_records
+
+BASE = {"model": "tiny-random-bert", "tasks": ["sst2"], "sizes": ["n16"], "noise": [0.0], "seeds": [1, 2],
+        "methods": ["std"], "trials": 2, "pruner": "none", "epochs": 2, "batch_size": 8, "max_length": 32,
+        "max_test_examples": 24}
+
+
+def write_profile(tmp_path: Path, **changes) -> Path:
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **changes}))
+    return path
+
+
+def records_of(out: Path) -> list[dict]:
+    return [r for _, r in iter_records(out / "records")]
+
+
+def test_shipped_profiles_load_and_include_std():
+    for name in ("smoke", "quick", "small", "paper"):
+        profile = load_profile(name)
+        assert "std" in profile.methods and profile.trials >= 2
+        assert Path(profile.path).read_text().startswith("#")  # begins with how to run it
+    assert len(load_profile("paper").tasks) >= 20
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"noise": [0.0, 1.0]}, r"noise rate 1.0 must be a number in \[0, 1\)"),
+    ({"tasks": []}, "tasks is empty"),
+    ({"methods": ["l2sp-typo"]}, "method"),
+    ({"methods": ["std++"]}, "must include std"),
+    ({"epoch": 3}, "unknown key 'epoch'; did you mean 'epochs'"),
+    ({"search_space": {"std": {"lr": {"low": 1e-3, "high": 1e-5, "log": True}}}}, "low 0.001 is greater than high"),
+    ({"sizes": ["k0"]}, "at least 1 example"),
+])
+def test_bad_profiles_fail_with_one_line_before_any_run(tmp_path, change, message, capsys):
+    path = write_profile(tmp_path, **change)
+    with pytest.raises(RegbenchError, match=message):
+        load_profile(str(path))
+    assert main(["bench", "--profile", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("regbench: error:") and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_profile_name_suggests_the_closest():
+    with pytest.raises(ConfigError, match="did you mean 'smoke'"):
+        load_profile("smok")
+
+
+def test_cell_keys_are_stable_and_distinct(data_dir):
+    profile = parse_profile({**BASE, "noise": [0.0, 0.2], "methods": ["std", "std++"], "sizes": ["n16", "k8"]}, "t")
+    first = grid.plan_cells(profile, data_dir)
+    assert [c.key for c in first] == [c.key for c in grid.plan_cells(profile, data_dir)]
+    assert len({c.key for c in first}) == len(first) == 8
+    more_seeds = parse_profile({**BASE, "noise": [0.0, 0.2], "methods": ["std", "std++"], "sizes": ["n16", "k8"],
+                                "seeds": [1, 2, 3], "trials": 5}, "t")
+    assert [c.key for c in grid.plan_cells(more_seeds, data_dir)] == [c.key for c in first]  # budget/seeds: same study
+    other_space = parse_profile({**BASE, "search_space": {"std": {"lr": {"low": 1e-4, "high": 1e-3, "log": True}}}}, "t")
+    assert grid.plan_cells(other_space, data_dir)[0].key != first[0].key
+
+
+def test_plan_marks_cells_a_task_cannot_serve(tmp_path, data_dir, capsys):
+    path = write_profile(tmp_path, tasks=["sst2", "stsb"], sizes=["k8", "n16"])
+    assert main(["plan", "--profile", str(path), "--data-dir", data_dir]) == 0
+    out = capsys.readouterr().out
+    assert "n/a: per-class size k8 needs a classification task" in out
+    assert "3 runnable, 1 n/a" in out and "estimated cost" in out
+
+
+def test_interrupted_study_tops_up_to_exactly_the_budget(tmp_path):
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    space = {"lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)}
+    study = tune.open_study(storage, "cellA", "w0", {"type": "none"})
+    assert tune.tune(study, 2, space, lambda t: tune.TrialOutcome(t.params["lr"], False, 1, 0.0)) == 2
+    dead = study.ask(space)  # a trial whose worker was killed mid-run
+    dead.set_user_attr(tune.WORKER_ATTR, f"{os.uname().nodename}:999999999")
+    study = tune.open_study(storage, "cellA", "w1", {"type": "none"})
+    assert tune.close_stale_trials(study) == [dead.number]
+    assert tune.tune(study, 4, space, lambda t: tune.TrialOutcome(None, False, 1, 0.0)) == 2  # diverged → counted
+    states = collections.Counter(t.state.name for t in study.get_trials())
+    assert states == {"COMPLETE": 4, "FAIL": 1}
+    assert tune.tune(study, 4, space, lambda t: pytest.fail("budget already used")) == 0
+
+
+class NaNAfterFirstStep(Method):
+    """Test-only method: its extra loss becomes NaN after the first step (a diverging configuration)."""
+
+    name = "nan-test"
+
+    def loss(self, model, batch, outputs):
+        self.steps = getattr(self, "steps", 0) + 1
+        return {"boom": outputs.logits.sum() * (math.nan if self.steps > 1 else 0.0)}
+
+
+@pytest.fixture
+def nan_method():
+    register_method(NaNAfterFirstStep)
+    yield "nan-test"
+    METHODS.unregister("nan-test")
+
+
+def test_diverging_config_is_recorded_and_the_grid_goes_on(tmp_path, data_dir, nan_method):
+    profile = load_profile(str(write_profile(tmp_path, methods=["std", nan_method], seeds=[1])))
+    out = tmp_path / "out"
+    grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False)
+    by_method = {r["run_info"]["method"]: r for r in records_of(out)}
+    assert by_method[nan_method]["run_info"]["status"] == "diverged"
+    assert by_method["std"]["run_info"]["status"] in ("ok", "failed")
+    cell = next((out / "cells" / "sst2" / nan_method).glob("*.json"))
+    assert '"value": -1.0' in cell.read_text()  # trials completed with the failure score, so they counted
+
+
+def test_test_split_is_never_read_during_tuning_or_epoch_selection(tmp_path, data_dir, monkeypatch):
+    events: list[str] = []
+    phase = {"now": None}
+
+    class Guarded(list):
+        def __iter__(self):
+            events.append(f"test-read:{phase['now']}")
+            return super().__iter__()
+
+        def __getitem__(self, item):
+            events.append(f"test-read:{phase['now']}")
+            return super().__getitem__(item)
+
+    real_prepare, real_run, real_eval = api.prepare_data, api.run, api.train.__globals__["evaluate_model"]
+
+    def prepare(*args, **kwargs):
+        data, info = real_prepare(*args, **kwargs)
+        return {**data, "test": Guarded(data["test"]) if data["test"] is not None else None}, info
+
+    def run(config, *args, phase_name=None, **kwargs):
+        phase["now"] = kwargs.get("phase")
+        events.append(f"start:{phase['now']}")
+        return real_run(config, *args, **kwargs)
+
+    def evaluate(*args, **kwargs):
+        events.append(f"eval:{phase['now']}")
+        return real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(api, "prepare_data", prepare)
+    monkeypatch.setattr(grid.api, "run", run)
+    monkeypatch.setitem(api.train.__globals__, "evaluate_model", evaluate)
+    grid.run_grid(load_profile(str(write_profile(tmp_path))), tmp_path / "out", data_dir=data_dir, track=False,
+                  progress=False)
+    assert not [e for e in events if e == "test-read:trial"]
+    runs = " ".join(events).split("start:")[1:]
+    finals = [r for r in runs if r.startswith("final")]
+    assert len(finals) == 2 and all(r.count("eval:final") == 3 for r in finals)  # 2 dev epochs, then 1 test
+    for r in finals:  # the test split is read only after the last dev evaluation (epoch selection is done)
+        assert r.index("test-read") > r.rindex("eval:final", 0, r.index("test-read"))
+
+
+def _mlflow_runs(out: Path, experiment: str) -> list:
+    return tracking.find_runs(tracking.default_tracking_uri(out), experiment)
+
+
+def test_killed_grid_restarts_without_duplicates(tmp_path, data_dir):
+    path = write_profile(tmp_path, tasks=["sst2", "rte"], seeds=[1, 2, 3], trials=3, epochs=3)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "regbench.harness.cli", "bench", "--profile", str(path), "--out", str(out),
+               "--data-dir", data_dir]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(out.glob("records/*/*/*.json"))) < 2:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(list(out.glob("records/*/*/*.json"))) < 6, "the kill should land mid-grid"
+    assert main(["bench", "--profile", str(path), "--out", str(out), "--data-dir", data_dir]) == 0
+    recs = records_of(out)
+    keys = collections.Counter((r["run_info"]["cell_key"], r["run_info"]["seed"]) for r in recs)
+    assert len(keys) == 6 and set(keys.values()) == {1}
+    runs = _mlflow_runs(out, "regbench-grid")
+    run_keys = collections.Counter(r.data.tags[tracking.KEY_TAG] for r in runs)
+    assert set(run_keys.values()) == {1}
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    phases = collections.Counter(r.data.tags["phase"] for r in runs if r.info.status == "FINISHED")
+    assert phases == {"cell": 2, "trial": 6, "final": 6}
+    finals = [r for r in runs if r.data.tags["phase"] == "final"]
+    cells = {r.info.run_id: r for r in runs if r.data.tags["phase"] == "cell"}
+    assert all(r.data.tags["mlflow.parentRunId"] in cells for r in finals)
+
+
+def test_two_workers_share_one_study_without_duplicates(tmp_path, data_dir):
+    profile = load_profile(str(write_profile(tmp_path, trials=4, seeds=[1, 2], epochs=1)))
+    out = tmp_path / "out"
+    from regbench.harness.parallel import run_parallel
+
+    text = run_parallel(profile, str(out), workers=2, data_dir=data_dir)
+    assert "sst2" in text
+    storage = grid.open_storage(out)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+    assert len({t.number for t in trials}) == len(trials)
+    assert 4 <= sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) <= 5  # overshoot ≤ workers − 1
+    seeds = collections.Counter(r["run_info"]["seed"] for r in records_of(out))
+    assert seeds == {1: 1, 2: 1}
+    runs = _mlflow_runs(out, "regbench-grid")
+    assert len({r.data.tags[tracking.KEY_TAG] for r in runs}) == len(runs)
