@@ -19,7 +19,7 @@ SHARED = ROOT / ".nox" / "shared"
 nox.options.sessions = ["tests"]
 nox.options.reuse_venv = "yes"
 
-BENCH_TASKS = ["sst2", "rte", "stsb", "conll2003"]
+BENCH_PROFILE = "quick"  # the default of `nox -s bench`; `nox -s bench -- --profile small` picks another
 
 
 def shared_env(session: nox.Session) -> Path:
@@ -37,11 +37,18 @@ def shared_env(session: nox.Session) -> Path:
     return SHARED / "bin"
 
 
-def run_per_task(session: nox.Session, *args: str) -> None:
-    """One STD run per benchmark task (the grid issue replaces this with profiles)."""
+def run_profile(session: nox.Session, default_profile: str) -> None:
+    """Plan, then run (or resume) a profile's grid; extra arguments go to `regbench bench`."""
     bin_dir = shared_env(session)
-    for task in BENCH_TASKS:
-        session.run(str(bin_dir / "regbench"), "run", "--task", task, "--method", "std", *args, external=True)
+    args = list(session.posargs)
+    if "--profile" not in args:
+        args = ["--profile", default_profile, *args]
+    profile = args[args.index("--profile") + 1]
+    session.run(str(bin_dir / "regbench"), "plan", "--profile", profile, external=True)
+    session.run(str(bin_dir / "regbench"), "bench", *args, external=True)
+    if (ROOT / "harness" / "leaderboard").exists():
+        session.run(str(bin_dir / "regbench"), "leaderboard", "--profile", profile, external=True)
+    session.log(f"Browse the runs:  mlflow ui --backend-store-uri sqlite:///results/{profile}/mlflow.db")
 
 
 @nox.session(venv_backend="none")
@@ -53,17 +60,14 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def smoke(session: nox.Session) -> None:
-    """CI smoke benchmark: one tiny-model run per task, records under results/smoke/."""
-    run_per_task(session, "--model", "tiny-random-bert", "--train-size", "32", "--epochs", "2", "--max-test", "200",
-                 "--lr", "1e-3", "--seed", "1", "--out", "results/smoke", "--experiment", "smoke")
+    """CI smoke grid: every registered method on two tasks with the tiny random model (results/smoke/)."""
+    run_profile(session, "smoke")
 
 
 @nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """The main job: a real MiniLM run per task (records and MLflow store under results/bench/)."""
-    run_per_task(session, "--train-size", "64", "--epochs", "3", "--lr", "1e-4", "--seed", "1", "--out", "results/bench",
-                 "--experiment", "bench", *session.posargs)
-    session.log("Browse the runs:  mlflow ui --backend-store-uri sqlite:///results/bench/mlflow.db")
+    """The main job: the `quick` profile on the real MiniLM (results/quick/), then its leaderboard."""
+    run_profile(session, BENCH_PROFILE)
 
 
 @nox.session(venv_backend="none")

@@ -34,7 +34,7 @@ KEYS = {
     "methods": "method names, or `all` (every registered method); must include std",
     "method_params": "fixed (untuned) method parameters: {method: {param: value}}",
     "trials": "Optuna trials per cell, equal for every method (COMPLETE + PRUNED count)",
-    "pruner": "median | none, or {type: median, n_startup_trials, n_warmup_steps}",
+    "pruner": "median | halving | none, or {type: median, n_startup_trials, n_warmup_steps}",
     "search_space": "overrides: {method: {param: {low, high, log} | {choices: [...]}}}",
     "epochs": "training epochs (a method may define its own length from it, e.g. STD++ 2x)",
     "batch_size": "training batch size",
@@ -156,8 +156,8 @@ def _methods(value: Any, where: str) -> tuple[str, ...]:
 def _pruner(value: Any, where: str) -> dict[str, Any]:
     spec = {"type": value} if isinstance(value, str) or value is None else dict(value)
     spec["type"] = str(spec.get("type") or "none")
-    if spec["type"] not in ("median", "none"):
-        raise ConfigError(f"{where}: pruner type must be median or none, got {spec['type']!r}")
+    if spec["type"] not in ("median", "halving", "none"):
+        raise ConfigError(f"{where}: pruner type must be median, halving or none, got {spec['type']!r}")
     return spec
 
 

@@ -58,9 +58,19 @@ def open_study(storage: Any, cell_key: str, worker: str, pruner: dict[str, Any])
                                pruner=make_pruner(pruner))
 
 
+PRUNERS = ("median", "halving", "none")
+
+
 def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
-    if spec.get("type", "median") == "none":
+    """``median``: stop a trial whose dev score is below the median of earlier trials at the same epoch (after
+    ``n_startup_trials`` trials and ``n_warmup_steps`` epochs). ``halving``: asynchronous successive halving (rungs
+    at epochs min_resource·3^i keep the top third) — prunes harder, for large budgets. ``none``: off."""
+    kind = spec.get("type", "median")
+    if kind == "none":
         return optuna.pruners.NopPruner()
+    if kind == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=int(spec.get("min_resource", 1)),
+                                                      reduction_factor=int(spec.get("reduction_factor", 3)))
     return optuna.pruners.MedianPruner(n_startup_trials=int(spec.get("n_startup_trials", 2)),
                                        n_warmup_steps=int(spec.get("n_warmup_steps", 1)))
 

@@ -1,0 +1,184 @@
+"""One grid cell end to end: regbench vs what users do today (HF ``Trainer.hyperparameter_search`` + re-runs).
+
+    python benchmarks/perf/cell.py [--repeats 5] [--pruning-trials 16]      (or: nox -s perf)
+
+The cell: SST-2, k = 16 per class (32 train, 32 dev), 10 epochs, batch 8, 4 Optuna trials over the learning rate
+(log[1e-5, 5e-4]), then the best configuration re-run over 3 seeds with test evaluation (the 872 GLUE validation
+sentences), MLflow logging on in both paths.
+  (a) regbench: ``harness.grid.run_cell`` (weights and tokenized data in memory across trials, median pruning on the
+      per-epoch dev metric, no test evaluation inside trials).
+  (b) Trainer: ``Trainer.hyperparameter_search(backend="optuna", n_trials=4)`` with ``model_init`` loading the
+      checkpoint per trial and evaluating every epoch, then three ``Trainer`` runs with the best learning rate and a
+      test evaluation, ``report_to="mlflow"``.
+The two paths are interleaved and repeated; medians are reported. Second part: pruning on a 16-trial study
+(regbench, median pruner vs none): compute saved (trained steps) and the chosen configuration's dev score.
+Writes ``results/perf/cell.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import datasets
+import optuna
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+)
+from transformers import logging as hf_logging
+
+from regbench.benchmarks.taskspec import get_task
+from regbench.harness import grid
+from regbench.harness.api import RunConfig, derive_seeds, prepare_data
+from regbench.harness.evaluation import score
+from regbench.harness.model import load_pretrained, resolve_model_path
+from regbench.harness.profiles import parse_profile
+
+hf_logging.set_verbosity_error()
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+PROFILE = {"model": "minilm", "tasks": ["sst2"], "sizes": ["k16"], "noise": [0.0], "seeds": [1, 2, 3],
+           "methods": ["std"], "trials": 4, "pruner": "median", "epochs": 10, "batch_size": 8, "max_length": 128}
+
+
+def regbench_cell(out: Path, trials: int = 4, pruner: str = "median", seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
+    profile = parse_profile({**PROFILE, "trials": trials, "pruner": pruner, "seeds": list(seeds)}, "perf")
+    (cell,) = grid.plan_cells(profile)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = grid.GridContext(profile, out, f"sqlite:///{out / 'mlflow.db'}", grid.open_storage(out))
+    start = time.perf_counter()
+
+    class Bar:
+        def update(self, n: int = 1) -> None:
+            pass
+
+    summary = grid.run_cell(ctx, cell, Bar())
+    summary["measured_seconds"] = time.perf_counter() - start
+    return summary
+
+
+def _hf_dataset(features: list[dict]) -> datasets.Dataset:
+    keep = ("input_ids", "attention_mask", "token_type_ids", "labels")
+    return datasets.Dataset.from_list([{k: f[k] for k in keep if k in f} for f in features])
+
+
+def trainer_cell(out: Path) -> dict:
+    """The Trainer path on exactly the same examples (split and seed derivation from regbench)."""
+    pretrained = load_pretrained("minilm")
+    task = get_task("sst2")
+    config = RunConfig(task="sst2", train_size="k16", max_length=128)
+    seeds = derive_seeds(1)
+    data, _ = prepare_data(task, config, pretrained.tokenizer, seeds["data"], seeds["noise"])
+    train_ds, dev_ds, test_ds = (_hf_dataset(data[s]) for s in ("train", "dev", "test"))
+    path = resolve_model_path("minilm")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{out / 'mlflow.db'}"
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = "trainer-cell"
+
+    def model_init(trial=None):
+        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+
+    def metrics(pred):
+        return {"accuracy": score(task, pred.predictions.argmax(-1).tolist(), pred.label_ids.tolist())["accuracy"]}
+
+    def args(seed: int, lr: float = 1e-4) -> TrainingArguments:
+        return TrainingArguments(output_dir=str(out / "trainer"), num_train_epochs=10, per_device_train_batch_size=8,
+                                 per_device_eval_batch_size=64, learning_rate=lr, eval_strategy="epoch",
+                                 save_strategy="no", logging_strategy="epoch", report_to=["mlflow"], seed=seed,
+                                 use_cpu=True, disable_tqdm=True, warmup_steps=4)
+
+    collator = DataCollatorWithPadding(pretrained.tokenizer)
+    start = time.perf_counter()
+    trainer = Trainer(model_init=model_init, args=args(1), train_dataset=train_ds, eval_dataset=dev_ds,
+                      data_collator=collator, compute_metrics=metrics)
+    best = trainer.hyperparameter_search(
+        hp_space=lambda trial: {"learning_rate": trial.suggest_float("learning_rate", 1e-5, 5e-4, log=True)},
+        backend="optuna", n_trials=4, direction="maximize", compute_objective=lambda m: m["eval_accuracy"])
+    tuned = time.perf_counter() - start
+    tests = []
+    for seed in (1, 2, 3):
+        run = Trainer(model_init=model_init, args=args(seed, best.hyperparameters["learning_rate"]),
+                      train_dataset=train_ds, eval_dataset=dev_ds, data_collator=collator, compute_metrics=metrics)
+        run.train()
+        tests.append(run.evaluate(test_ds)["eval_accuracy"])
+    return {"measured_seconds": time.perf_counter() - start, "tuning_seconds": tuned, "tests": tests}
+
+
+def pruning_study(out: Path, trials: int) -> dict:
+    results = {}
+    for pruner in ("none", "median", "halving"):
+        summary = regbench_cell(out / pruner, trials=trials, pruner=pruner, seeds=(1,))
+        results[pruner] = {"steps": summary["steps"], "seconds": summary["trial_seconds"],
+                           "best_dev": summary["best_value"], "pruned": summary["n_pruned"]}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--pruning-trials", type=int, default=16)
+    parser.add_argument("--out", default="results/perf/cell.md")
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, os.cpu_count() or 2))
+    # Both paths start from the same tokenized pool: loading and tokenizing SST-2 once is not what is compared.
+    prepare_data(get_task("sst2"), RunConfig(task="sst2", train_size="k16"), load_pretrained("minilm").tokenizer, 1)
+    ours, theirs, ours_tuning, theirs_tuning = [], [], [], []
+    for repeat in range(args.repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            a = regbench_cell(Path(tmp) / "regbench")
+            b = trainer_cell(Path(tmp) / "trainer")
+        ours.append(a["measured_seconds"])
+        ours_tuning.append(a["trial_seconds"])
+        theirs.append(b["measured_seconds"])
+        theirs_tuning.append(b["tuning_seconds"])
+        print(f"repeat {repeat + 1}: regbench {a['measured_seconds']:.1f} s, Trainer {b['measured_seconds']:.1f} s",
+              flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        pruning = pruning_study(Path(tmp), args.pruning_trials)
+    write_report(Path(args.out), args, ours, theirs, ours_tuning, theirs_tuning, pruning)
+
+
+def write_report(path: Path, args, ours, theirs, ours_tuning, theirs_tuning, pruning) -> None:
+    med = statistics.median
+    none = pruning["none"]
+    lines = [
+        "# One grid cell: regbench vs HF Trainer.hyperparameter_search",
+        "",
+        f"Generated by `python benchmarks/perf/cell.py --repeats {args.repeats} --pruning-trials {args.pruning_trials}`"
+        f" on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}.",
+        "SST-2, k=16 per class, 10 epochs, batch 8, 4 trials over lr, best re-run over 3 seeds with test evaluation,",
+        f"MLflow on in both paths. Median of {args.repeats} interleaved repeats (seconds, wall clock).",
+        "",
+        "| path | total s | tuning s | ratio to Trainer |",
+        "|---|---|---|---|",
+        f"| regbench (grid cell) | {med(ours):.1f} | {med(ours_tuning):.1f} | {med(ours) / med(theirs):.2f}× |",
+        f"| Trainer.hyperparameter_search + 3 Trainer runs | {med(theirs):.1f} | {med(theirs_tuning):.1f} | 1.00× |",
+        "",
+        f"Target: regbench ≤ 0.6× the Trainer path — {'met' if med(ours) <= 0.6 * med(theirs) else 'NOT met'}.",
+        f"All repeats (regbench / Trainer): {', '.join(f'{a:.1f}/{b:.1f}' for a, b in zip(ours, theirs, strict=True))}.",
+        "",
+        f"## Pruning on a {args.pruning_trials}-trial study (regbench, same cell)",
+        "",
+        "| pruner | trained steps | trial seconds | trials pruned | best dev accuracy | compute saved | dev Δ (points) |",
+        "|---|---|---|---|---|---|---|",
+        *(f"| {name} | {r['steps']} | {r['seconds']:.1f} | {r['pruned']} | {r['best_dev']:.4f} | "
+          f"{none['steps'] / max(1, r['steps']):.2f}× steps, {none['seconds'] / max(1e-9, r['seconds']):.2f}× time | "
+          f"{100 * (r['best_dev'] - none['best_dev']):+.2f} |" for name, r in pruning.items()),
+        "",
+        "Targets: compute saved ≥ 2×, chosen configuration's dev score within 0.5 points of no pruning.",
+        "",
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
