@@ -71,6 +71,8 @@ class Method:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    # Step time relative to STD (SMART ≈ 3, R3F ≈ 2), measured by benchmarks/perf; `regbench plan` uses it.
+    relative_step_cost: ClassVar[float] = 1.0
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
@@ -118,6 +120,11 @@ class Method:
 
     def finalize(self, model: TaskModel) -> None:
         pass
+
+    def frozen_modules(self) -> list[torch.nn.Module]:
+        """Reference modules the method holds frozen (REPINA's pretrained copy): the conformance suite checks they
+        get no gradient, stay in eval mode and never change."""
+        return []
 
 
 def decay_groups(named_params: Iterable[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:

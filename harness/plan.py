@@ -71,7 +71,7 @@ def _estimate_cell(profile: Profile, cell: Cell, tokenizer: Any, scale: float, d
     method_cls = METHODS.get(cell.method)
     method = method_cls.from_params(profile.method_params.get(cell.method, {}))
     epochs = method.num_epochs(profile.epochs)
-    cost = float(getattr(method_cls, "relative_step_cost", 1.0))
+    cost = float(method_cls.relative_step_cost)
     trial = RUN_OVERHEAD_SECONDS + epochs * (train * per_example * TRAIN_FACTOR * cost + dev * per_example)
     final = trial + test_n * per_example
     return CellEstimate(cell, train, dev, test_n, tokens, trial, final)
