@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
     val.set_defaults(handler=_cmd_validate)
     _add_grid(sub)
+    _add_leaderboard(sub)
     return parser
 
 
@@ -152,7 +153,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _parse_size(text: str) -> int | str | None:
     from regbench.benchmarks.fewshot import parse_size
 
-    size = parse_size(text)  # fails with one line on bad input
+    try:
+        size = parse_size(text)
+    except RegbenchError as err:
+        raise ConfigError(f"--train-size: {err}") from None
     return size.total if size.per_class is None else size.label
 
 
@@ -211,6 +215,42 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for spec in specs:
         summary = validate_task(spec, data_dir=args.data_dir, check_data=not args.no_data)
         print(f"ok  {spec.name:14s} {summary}")
+    return 0
+
+
+# ---- leaderboard ----------------------------------------------------------------------------------------------------
+def _add_leaderboard(sub: Any) -> None:
+    lb = sub.add_parser("leaderboard", help="tables, tests, plots and index.html from a profile's result records")
+    lb.add_argument("--profile", help="profile name: reads results/<profile>/records, writes results/<profile>/")
+    lb.add_argument("--records", help="records directory (default: <out>/records)")
+    lb.add_argument("--cells", help="cell summaries directory (default: beside the records, cells/)")
+    lb.add_argument("--out", help="output directory (default: results/<profile>, or the parent of --records)")
+    lb.add_argument("--tracking-uri", help="MLflow URI for the 'leaderboard' run (default: SQLite in the output dir)")
+    lb.add_argument("--no-track", action="store_true", help="write the files only, no MLflow run")
+    lb.set_defaults(handler=_cmd_leaderboard)
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .leaderboard import build_leaderboard
+    from .tracking import default_tracking_uri
+
+    if not args.profile and not args.records:
+        raise ConfigError("leaderboard needs --profile or --records")
+    records = Path(args.records) if args.records else Path(args.out or f"results/{args.profile}") / "records"
+    out = Path(args.out) if args.out else Path(f"results/{args.profile}") if args.profile else records.parent
+    command = " ".join(["regbench leaderboard", *(f"--{k} {v}" for k, v in (
+        ("profile", args.profile), ("records", args.records), ("cells", args.cells), ("out", args.out)) if v)])
+    uri = None if args.no_track else (args.tracking_uri or default_tracking_uri(out))
+    summary = build_leaderboard(records, out, args.profile, cells_dir=args.cells or records.parent / "cells",
+                                command=command, tracking_uri=uri)
+    for line in summary["skipped"]:
+        print(f"regbench: {line}", file=sys.stderr)
+    print(f"leaderboard: {summary['records']} records, {len(summary['skipped'])} skipped → {out}/leaderboard.md, "
+          f"index.html, leaderboard.tex, leaderboard.csv, plots/")
+    if summary["mlflow_run_id"]:
+        print(f"  mlflow run: {summary['mlflow_run_id']}")
     return 0
 
 

@@ -59,7 +59,7 @@ def _bad_task_dir(tmp_path):
         (["--task", "sst2", "--lr", "-1"], "--lr must be a positive number"),
         (["--task", "sst2", "--lr", "nan"], "--lr must be a positive number"),
         (["--task", "sst2", "--train-size", "1000000"], "train size 1000000 does not fit task 'sst2'"),
-        (["--task", "sst2", "--train-size", "lots"], "--train-size must be a positive integer or 'full'"),
+        (["--task", "sst2", "--train-size", "lots"], "--train-size: size 'lots' is not understood; write k16"),
         (["--task", "sst2", "--param", "alpha=1"], "method 'std' has no parameter 'alpha'"),
         (["--task", "sst2", "--data-dir", "/nonexistent/data"], "data directory /nonexistent/data does not exist"),
     ],
