@@ -228,6 +228,8 @@ def _final_run(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str
     while True:
         found = _record_for(ctx.out_dir, cell, key)
         if found is not None and not rerun:
+            if ctx.track:  # killed between writing the record and ending its MLflow run: end that run now
+                tracking.close_runs_with_key(ctx.tracking_uri, experiment_name(ctx.profile), key, "FINISHED")
             bar.update(1)
             return _final_summary(found[1], str(found[0]))
         with _claim(ctx.out_dir / "claims" / key) as claimed:
