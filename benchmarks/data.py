@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from regbench.harness.errors import DataError
 
 from .taskspec import TaskSpec
 
-TOKENIZATION_VERSION = 1  # bump when the tokenization code changes (invalidates the on-disk caches)
+TOKENIZATION_VERSION = 2  # bump when the tokenization code changes (invalidates the on-disk caches)
 datasets.disable_progress_bars()
 
 
@@ -57,6 +58,7 @@ class Split:
 
     dataset: datasets.Dataset
     source: str  # parquet path, or "hub:<name>/<config>:<split>"
+    part: str | None = None  # "pool" / "test" when the task re-splits one source split (``resplit``)
 
 
 def load_split(task: TaskSpec, split: str, data_dir: str | Path | None = None) -> Split:
@@ -72,9 +74,49 @@ def load_split(task: TaskSpec, split: str, data_dir: str | Path | None = None) -
         loaded = _load_from_hub(task, hub, source_split, expected)
     else:
         where = expected or f"<data dir>/{mirror}/{source_split}.parquet (no data dir found)"
-        raise DataError(f"data file {where} for task {task.name!r} is missing; set REGBENCH_DATA_DIR or --data-dir to the Parquet mirror")
+        raise DataError(f"task file {task.path}: splits.{split}: data file {where} is missing; "
+                        "set REGBENCH_DATA_DIR or --data-dir to the Parquet mirror")
     _check_columns(task, loaded)
+    entry = task.splits[split]
+    if isinstance(entry, dict) and "part" in entry:
+        loaded = _resplit_part(task, loaded, entry["part"])
     return loaded
+
+
+def _resplit_part(task: TaskSpec, loaded: Split, part: str) -> Split:
+    """One side of a fixed-seed cut of a source split (a test-only set → a training pool and a disjoint test part).
+    The permutation depends only on the YAML's seed and the split's size, so every run sees the same two parts."""
+    resplit = task.resplit or {}
+    n = len(loaded.dataset)
+    order = np.random.default_rng(int(resplit["seed"])).permutation(n)
+    n_test = round(float(resplit["test_fraction"]) * n)
+    chosen = order[:n_test] if part == "test" else order[n_test:]
+    return Split(loaded.dataset.select(sorted(int(i) for i in chosen)), loaded.source, part)
+
+
+def split_sizes(task: TaskSpec, data_dir: str | Path | None = None) -> dict[str, int | None]:
+    """Rows per split from the mirror's Parquet footers (no data read; None where the file is absent), for listings."""
+    import pyarrow.parquet as pq
+
+    root, sizes = resolve_data_dir(data_dir), {}
+    for split, entry in task.splits.items():
+        source_split, mirror, _ = split_source(task, split)
+        path = root / mirror / f"{source_split}.parquet" if (root and mirror) else None
+        rows = pq.read_metadata(path).num_rows if path is not None and path.is_file() else None
+        if rows is not None and isinstance(entry, dict) and "part" in entry and task.resplit:
+            n_test = round(float(task.resplit["test_fraction"]) * rows)
+            rows = n_test if entry["part"] == "test" else rows - n_test
+        sizes[split] = rows
+    return sizes
+
+
+def describe_splits(task: TaskSpec) -> str:
+    """How train/dev/test are formed, for the record (re-split tasks say so)."""
+    rule = "dev carved from the training pool (disjoint, data seed); test = the task's test split"
+    if task.resplit:
+        rule += (f"; the source split was re-split once (seed {task.resplit['seed']}, test fraction "
+                 f"{task.resplit['test_fraction']}) into a training pool and a disjoint test part")
+    return rule
 
 
 def split_source(task: TaskSpec, split: str) -> tuple[str, str | None, Any]:
@@ -102,11 +144,21 @@ def _load_from_hub(task: TaskSpec, hub: Any, source_split: str, expected: Path |
 
 
 def _check_columns(task: TaskSpec, split: Split) -> None:
-    needed = [task.label_column, *task.text_columns] + ([task.tokens_column] if task.tokens_column else [])
+    needed = [task.label_column, *task.input_columns()]
     have = split.dataset.column_names
     for column in needed:
         if column not in have:
-            raise DataError(f"task {task.name!r} needs column {column!r}, which {split.source} lacks (columns: {', '.join(have)})")
+            raise DataError(f"task file {task.path}: {_field_of(task, column)} needs column {column!r}, which "
+                            f"{split.source} lacks (columns: {', '.join(have)})")
+
+
+def _field_of(task: TaskSpec, column: str) -> str:
+    """The YAML field that names a column, for error messages."""
+    if column == task.label_column:
+        return "label_column"
+    fields = {"tokens_column": [task.tokens_column], "text_columns": task.text_columns,
+              "choice_columns": task.choice_columns, "mark_spans": [c for p in task.mark_spans.values() for c in p]}
+    return next((name for name, columns in fields.items() if column in columns), "text_templates")
 
 
 @dataclass
@@ -134,12 +186,16 @@ def encode_split(task: TaskSpec, split: str, tokenizer: PreTrainedTokenizerBase,
                  data_dir: str | Path | None = None) -> Encoded:
     """Tokenize a whole split once (memoised in-process, fingerprinted on disk by ``datasets``)."""
     loaded = load_split(task, split, data_dir)
-    key = (task.name, task.version, loaded.source, tokenizer.name_or_path, max_length, TOKENIZATION_VERSION)
+    key = (task.name, task.version, loaded.source, loaded.part, tokenizer.name_or_path, max_length,
+           TOKENIZATION_VERSION)
     if key not in _ENCODED:
         fingerprint = hashlib.sha256(repr((key, loaded.dataset._fingerprint)).encode()).hexdigest()[:32]
-        ds = loaded.dataset.map(
+        source = loaded.dataset
+        if "idx" in source.column_names:  # else ``map`` casts our integer row ids back to a string source column
+            source = source.remove_columns("idx")
+        ds = source.map(
             _tokenize_fn(task, tokenizer, max_length), batched=True, with_indices=True,
-            remove_columns=loaded.dataset.column_names, new_fingerprint=fingerprint,
+            remove_columns=source.column_names, new_fingerprint=fingerprint,
         )
         _ENCODED[key] = Encoded(ds.to_list(), loaded.source)
     return _ENCODED[key]
@@ -147,8 +203,14 @@ def encode_split(task: TaskSpec, split: str, tokenizer: PreTrainedTokenizerBase,
 
 def exclude_test_overlap(pool: Encoded, test: Encoded) -> list[int]:
     """Positions of pool examples whose tokens differ from every test example's (duplicates must not be trained on)."""
-    seen = {tuple(f["input_ids"]) for f in test.features}
-    return [i for i, f in enumerate(pool.features) if tuple(f["input_ids"]) not in seen]
+    seen = {content_key(f) for f in test.features}
+    return [i for i, f in enumerate(pool.features) if content_key(f) not in seen]
+
+
+def content_key(feature: dict[str, Any]) -> tuple[Any, ...]:
+    """The token ids of an example as a hashable key (multiple choice: one row of ids per choice)."""
+    ids = feature["input_ids"]
+    return tuple(tuple(row) for row in ids) if ids and isinstance(ids[0], list) else tuple(ids)
 
 
 def _tokenize_fn(task: TaskSpec, tokenizer: PreTrainedTokenizerBase, max_length: int):
@@ -156,14 +218,43 @@ def _tokenize_fn(task: TaskSpec, tokenizer: PreTrainedTokenizerBase, max_length:
         if task.is_token_task:
             enc = tokenizer(batch[task.tokens_column], is_split_into_words=True, truncation=True, max_length=max_length)
             enc["labels"] = [_align_labels(enc.word_ids(i), tags) for i, tags in enumerate(batch[task.label_column])]
+        elif task.is_multiple_choice:
+            enc = _tokenize_choices(task, batch, tokenizer, max_length)
+            enc["labels"] = batch[task.label_column]
         else:
-            texts = [batch[column] for column in task.text_columns]
-            enc = tokenizer(*texts, truncation=True, max_length=max_length)
+            enc = tokenizer(*input_texts(task, batch), truncation=True, max_length=max_length)
             enc["labels"] = [float(y) for y in batch[task.label_column]] if task.is_regression else batch[task.label_column]
         enc["idx"] = indices
         return dict(enc)
 
     return tokenize
+
+
+def input_texts(task: TaskSpec, batch: dict[str, list[Any]]) -> list[list[str]]:
+    """The text segments of a batch: span markers first, then templates (or the text columns as they are)."""
+    rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
+    for row in rows:
+        for column, (start, end) in task.mark_spans.items():
+            row[column] = _mark(str(row[column]), int(row[start]), int(row[end]), task.extra.get("span_marker", "*"))
+    if task.text_templates:
+        return [[template.format(**row) for row in rows] for template in task.text_templates]
+    return [[row[column] for row in rows] for column in task.text_columns]
+
+
+def _mark(text: str, start: int, end: int, marker: str) -> str:
+    """Wrap the character span [start, end) in ``marker`` so the encoder sees which occurrence is meant."""
+    return f"{text[:start]}{marker}{text[start:end]}{marker}{text[end:]}"
+
+
+def _tokenize_choices(task: TaskSpec, batch: dict[str, list[Any]], tokenizer: PreTrainedTokenizerBase,
+                      max_length: int) -> dict[str, list[Any]]:
+    """Multiple choice: (context, choice) pairs, one per answer column; each field is a list of K rows per example."""
+    contexts = input_texts(task, batch)[0]
+    k = len(task.choice_columns)
+    firsts = [context for context in contexts for _ in range(k)]
+    seconds = [batch[column][i] for i in range(len(contexts)) for column in task.choice_columns]
+    flat = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+    return {key: [values[i : i + k] for i in range(0, len(values), k)] for key, values in flat.items()}
 
 
 def _align_labels(word_ids: list[int | None], tags: list[int]) -> list[int]:

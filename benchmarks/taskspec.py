@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ METRIC_OUTPUTS: dict[str, tuple[str, ...]] = {
     "pearsonr": ("pearson",),
     "spearmanr": ("spearmanr",),
     "seqeval": ("precision", "recall", "f1", "accuracy"),
+    "token_accuracy": ("token_accuracy",),
 }
 REQUIRED_KEYS = ("name", "version", "type", "source", "splits", "label_column", "metrics", "primary")
 
@@ -53,6 +55,11 @@ class TaskSpec:
     family: str = ""
     notes: str = ""
     path: str = ""  # the YAML file it came from
+    choice_columns: tuple[str, ...] = ()  # multiple_choice: one column per answer; each is paired with the context
+    text_templates: tuple[str, ...] = ()  # optional: one format string per text segment, over the row's columns
+    mark_spans: dict[str, tuple[str, str]] = field(default_factory=dict)  # text column → (start, end) columns
+    resplit: dict[str, Any] | None = None  # {test_fraction, seed}: cut one source split into pool + test parts
+    ood: dict[str, dict[str, Any]] = field(default_factory=dict)  # OOD test sets (harness/ood.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -62,6 +69,19 @@ class TaskSpec:
     @property
     def is_regression(self) -> bool:
         return self.type == "regression"
+
+    @property
+    def is_multiple_choice(self) -> bool:
+        return self.type == "multiple_choice"
+
+    def input_columns(self) -> list[str]:
+        """Every column the inputs are built from (templates may name columns not in ``text_columns``)."""
+        if self.is_token_task:
+            return [self.tokens_column or ""]
+        names = [*self.text_columns, *self.choice_columns]
+        names += [f for t in self.text_templates for f in template_fields(t)]
+        names += [c for pair in self.mark_spans.values() for c in pair]
+        return list(dict.fromkeys(names))
 
     def key(self) -> dict[str, Any]:
         """What identifies this task's results (goes into cell keys and records)."""
@@ -94,14 +114,89 @@ def parse_task(data: dict[str, Any], path: str = "<memory>") -> TaskSpec:
     known = {f for f in TaskSpec.__dataclass_fields__}
     extra = {k: v for k, v in data.items() if k not in known}
     label_names = tuple(data.get("label_names") or ())
-    num_labels = int(data.get("num_labels") or len(label_names) or 1)
+    choices = tuple(_as_list(data.get("choice_columns") or ()))
+    num_labels = len(choices) if choices else int(data.get("num_labels") or len(label_names) or 1)
+    _check_inputs(data, where)
+    _check_resplit(data, where)
+    ood = _check_ood(data, where)
     return TaskSpec(
         name=str(data["name"]), version=data["version"], type=data["type"], source=dict(data["source"]),
         splits=dict(data["splits"]), label_column=str(data["label_column"]), metrics=metrics, primary=primary,
         text_columns=tuple(_as_list(data.get("text_columns") or ())), tokens_column=data.get("tokens_column"),
         num_labels=num_labels, label_names=label_names, description=str(data.get("description", "")),
-        family=str(data.get("family", "")), notes=str(data.get("notes", "")), path=path, extra=extra,
+        family=str(data.get("family", "")), notes=str(data.get("notes", "")), path=path, choice_columns=choices,
+        text_templates=tuple(_as_list(data.get("text_templates") or ())),
+        mark_spans={k: tuple(v) for k, v in (data.get("mark_spans") or {}).items()},
+        resplit=dict(data["resplit"]) if data.get("resplit") else None, ood=ood, extra=extra,
     )
+
+
+def template_fields(template: str) -> list[str]:
+    """The columns a ``text_templates`` entry uses (``"{premise} What was the {question}?"`` → premise, question)."""
+    return [name for _, name, _, _ in string.Formatter().parse(template) if name]
+
+
+def _check_inputs(data: dict[str, Any], where: str) -> None:
+    """Multiple-choice columns, text templates and span markers (see benchmarks/tasks/README.md)."""
+    choices = data.get("choice_columns")
+    if data["type"] == "multiple_choice" and (not isinstance(choices, list) or len(choices) < 2):
+        raise ConfigError(f"{where}: a multiple_choice task needs 'choice_columns' listing at least two answer columns")
+    templates = data.get("text_templates")
+    if templates is not None:
+        limit = 1 if data["type"] == "multiple_choice" else 2
+        if not (isinstance(templates, list) and 1 <= len(templates) <= limit
+                and all(isinstance(t, str) for t in templates)):
+            raise ConfigError(f"{where}: 'text_templates' must list 1..{limit} format strings (one per text segment)")
+        for template in templates:
+            try:
+                template_fields(template)
+            except ValueError as err:
+                raise ConfigError(f"{where}: text_templates entry {template!r} is not a format string: {err}") from None
+    spans = data.get("mark_spans") or {}
+    if not isinstance(spans, dict):
+        raise ConfigError(f"{where}: 'mark_spans' must map a text column to [start column, end column]")
+    for column, pair in spans.items():
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise ConfigError(f"{where}: mark_spans.{column} must be [start column, end column], got {pair!r}")
+        if column not in _as_list(data.get("text_columns") or ()):
+            raise ConfigError(f"{where}: mark_spans names {column!r}, which is not one of text_columns")
+
+
+def _check_resplit(data: dict[str, Any], where: str) -> None:
+    parts = {key: entry["part"] for key, entry in data["splits"].items() if isinstance(entry, dict) and "part" in entry}
+    resplit = data.get("resplit")
+    if parts and not isinstance(resplit, dict):
+        raise ConfigError(f"{where}: splits use 'part' but the task has no 'resplit: {{test_fraction, seed}}'")
+    for key, part in parts.items():
+        if part not in ("pool", "test"):
+            raise ConfigError(f"{where}: splits.{key}.part must be 'pool' or 'test', got {part!r}")
+    if resplit is not None:
+        fraction, seed = resplit.get("test_fraction"), resplit.get("seed")
+        if not (isinstance(fraction, float) and 0 < fraction < 1) or not isinstance(seed, int):
+            raise ConfigError(f"{where}: resplit needs test_fraction (a number in (0, 1)) and seed (an integer)")
+
+
+def _check_ood(data: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """``ood: {name: {task, split, label_map, prediction_map, notes}}`` → checked entries (maps with int keys)."""
+    raw = data.get("ood") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: 'ood' must map a name to {{task, split, label_map, ...}}")
+    out = {}
+    for name, entry in raw.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("task"), str):
+            raise ConfigError(f"{where}: ood.{name} needs 'task' (the task whose split is the OOD test set)")
+        checked = {"task": entry["task"], "split": str(entry.get("split", "test")),
+                   "notes": str(entry.get("notes", ""))}
+        for key in ("label_map", "prediction_map"):
+            mapping = entry.get(key)
+            if mapping is None:
+                continue
+            if not isinstance(mapping, dict) or not all(
+                    isinstance(k, int) and (v is None or isinstance(v, int)) for k, v in mapping.items()):
+                raise ConfigError(f"{where}: ood.{name}.{key} must map label ids to label ids (or null = drop)")
+            checked[key] = dict(mapping)
+        out[str(name)] = checked
+    return out
 
 
 def _check_splits(data: dict[str, Any], where: str) -> None:

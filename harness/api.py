@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from regbench.benchmarks.data import Encoded, encode_split, exclude_test_overlap
+from regbench.benchmarks.data import Encoded, describe_splits, encode_split, exclude_test_overlap
 from regbench.benchmarks.fewshot import parse_size, plan_per_class, plan_split, stratified_subsample
 from regbench.benchmarks.noise import NoiseSpec, apply_noise, check_task_supports
 from regbench.benchmarks.taskspec import TaskSpec, get_task
 
-from . import records, tracking
+from . import extras, records, tracking
 from .errors import DataError
 from .method import get_method
 from .model import DEFAULT_MODEL, TaskModel, load_pretrained
@@ -61,6 +61,8 @@ class RunConfig:
     experiment: str = "regbench"
     track: bool = True
     evaluate_test: bool = True  # False for tuning trials: the test split is never evaluated during tuning
+    ood: bool = True  # final runs: score the task YAML's OOD sets at the selected checkpoint (harness/extras.py)
+    collapse: bool = True  # final runs: representation-collapse metrics (CKA, effective rank, probe transfer)
     write_record: bool = True
     profile: str | None = None
 
@@ -109,6 +111,8 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
         wall = time.perf_counter() - start
         record = build_record(config, task, method.name, run_config, run_key, cell_key, seeds, data_info, result,
                               wall, pretrained.checksum, getattr(t, "run_id", None), phase)
+        post = extras.post_train_metrics(model, task, pretrained, config, data, result.best_epoch is not None)
+        extras.attach(record, post, t, result.best_epoch or 0)  # → record["metrics"]["ood"], record["collapse"]
         if config.write_record:
             records.write_record(record_path, record)
         t.log_metrics({f"test/{k}": v for k, v in (record["metrics"]["test"] or {}).items()}, step=result.best_epoch or 0)
@@ -158,7 +162,7 @@ def prepare_data(task: TaskSpec, config: RunConfig, tokenizer: Any, data_seed: i
         "train_ids_sha256": _hash([pool.features[i]["idx"] for i in plan.train]),
         "dev_ids_sha256": _hash([pool.features[i]["idx"] for i in plan.dev]),
         "files": sorted({pool.source, test.source}),
-        "split_rule": "dev carved from the training pool (disjoint, data seed); test = the task's test split",
+        "split_rule": describe_splits(task),
         "size": size.label,
     }
     noise = NoiseSpec(config.noise_rate, config.noise_type)

@@ -18,7 +18,10 @@ PAD_LABEL = -100
 
 
 def collate(features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad a list of tokenized examples into tensors (labels of token tasks are padded with -100)."""
+    """Pad a list of tokenized examples into tensors (labels of token tasks are padded with -100).
+    Multiple-choice examples hold one row of ids per choice: they become (B, K, T) tensors."""
+    if features and features[0]["input_ids"] and isinstance(features[0]["input_ids"][0], list):
+        return _collate_choices(features, pad_id)
     width = max(len(f["input_ids"]) for f in features)
     batch: dict[str, torch.Tensor] = {
         "input_ids": _pad([f["input_ids"] for f in features], width, pad_id),
@@ -32,6 +35,18 @@ def collate(features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.
         batch["labels"] = _pad(labels, width, PAD_LABEL)
     else:
         batch["labels"] = torch.tensor(labels, dtype=torch.float32 if isinstance(labels[0], float) else torch.long)
+    return batch
+
+
+def _collate_choices(features: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Flatten the choices, pad them to one width, and fold them back to (B, K, T)."""
+    k = len(features[0]["input_ids"])
+    width = max(len(row) for f in features for row in f["input_ids"])
+    batch = {"idx": torch.tensor([f["idx"] for f in features]),
+             "labels": torch.tensor([f["labels"] for f in features], dtype=torch.long)}
+    for key, value in (("input_ids", pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
+        if key in features[0]:
+            batch[key] = _pad([row for f in features for row in f[key]], width, value).view(len(features), k, width)
     return batch
 
 

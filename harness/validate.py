@@ -15,6 +15,7 @@ from regbench.benchmarks.data import load_split
 from regbench.benchmarks.taskspec import TaskSpec
 
 from .errors import DataError
+from .ood import check_ood
 
 
 def validate_task(task: TaskSpec, data_dir: str | Path | None = None, check_data: bool = True) -> str:
@@ -26,25 +27,28 @@ def validate_task(task: TaskSpec, data_dir: str | Path | None = None, check_data
     for split in task.splits:
         loaded = load_split(task, split, data_dir)
         if len(loaded.dataset) == 0:
-            raise DataError(f"task {task.name!r}: split {split!r} ({loaded.source}) is empty")
+            raise DataError(f"task file {task.path}: splits.{split} ({loaded.source}) is empty")
         _check_label_range(task, split, loaded.dataset[task.label_column])
         sizes[split] = len(loaded.dataset)
         hashes[split] = {_content_hash(task, row) for row in loaded.dataset}
     overlap = len(hashes["train"] & hashes["test"])
     summary = ", ".join(f"{split} {n}" for split, n in sizes.items())
-    return summary + (f" ({overlap} test texts also in the training pool: excluded from training)" if overlap else "")
+    summary += f" ({overlap} test texts also in the training pool: excluded from training)" if overlap else ""
+    ood = check_ood(task, data_dir)  # every OOD set loads and its labels map into this task's label space
+    return f"{summary}; {ood}" if ood else summary
 
 
 def _check_label_range(task: TaskSpec, split: str, labels: list) -> None:
-    if task.type not in ("classification", "token_classification"):
+    if task.type not in ("classification", "token_classification", "multiple_choice"):
         return
     values = {y for seq in labels for y in seq} if task.is_token_task else set(labels)
     bad = sorted(y for y in values if not (isinstance(y, int) and 0 <= y < task.num_labels))
     if bad:
-        raise DataError(f"task {task.name!r}: split {split!r} has label {bad[0]!r} outside 0..{task.num_labels - 1}")
+        raise DataError(f"task file {task.path}: label_column {task.label_column!r} of split {split!r} has label "
+                        f"{bad[0]!r} outside 0..{task.num_labels - 1} (label_names / num_labels)")
 
 
 def _content_hash(task: TaskSpec, row: dict) -> str:
-    columns = [task.tokens_column] if task.is_token_task else list(task.text_columns)
+    columns = task.input_columns()  # multiple choice: the choices too (one premise may carry two questions)
     text = "\x1f".join(" ".join(row[c]) if isinstance(row[c], list) else str(row[c]) for c in columns)
     return hashlib.sha1(text.encode()).hexdigest()

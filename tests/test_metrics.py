@@ -6,7 +6,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -95,7 +94,7 @@ def test_seqeval_all_o_baseline_scores_zero() -> None:
 
 @pytest.mark.parametrize("name", METRIC_NAMES)
 def test_outputs_are_plain_floats_with_the_declared_keys(name: str) -> None:
-    if name == "seqeval":
+    if name in ("seqeval", "token_accuracy"):
         preds, refs = [["B-PER", "O"]], [["B-PER", "B-LOC"]]
     elif name in ("pearsonr", "spearmanr"):
         preds, refs = np.array([0.1, 0.4, 0.3]), np.array([0.0, 1.0, 0.5])
@@ -122,21 +121,19 @@ def test_load_metric_reuses_one_instance() -> None:
 
 
 def test_unknown_metric_suggests_the_closest_name() -> None:
-    with pytest.raises(ConfigError, match=r"unknown metric 'acuracy'; did you mean 'accuracy'\? \(known: .*seqeval"):
+    with pytest.raises(ConfigError, match=r"unknown metric 'acuracy'; did you mean 'accuracy'.*\? \(known: .*seqeval"):
         load_metric("acuracy")
 
 
-def test_accuracy_is_fast_when_called_repeatedly() -> None:
-    rng = np.random.default_rng(0)
-    preds, refs = rng.integers(0, 2, 1000).tolist(), rng.integers(0, 2, 1000).tolist()
-    compute_metrics(["accuracy"], preds, refs)  # build the instance outside the timing
-    best = math.inf
-    for _ in range(3):  # best of three batches: robust to a busy machine
-        start = time.perf_counter()
-        for _ in range(10):
-            compute_metrics(["accuracy"], preds, refs)
-        best = min(best, (time.perf_counter() - start) / 10)
-    assert best < 0.020
+def test_repeated_calls_reuse_one_metric_instance() -> None:
+    # Building an evaluate.Metric costs milliseconds (it creates a cache directory); the per-epoch dev evaluation
+    # must not pay that on every call. Checked by behaviour, not by timing (timings belong in benchmarks/perf).
+    from regbench.benchmarks.metrics import load_metric
+
+    first = load_metric("accuracy")
+    for _ in range(3):
+        assert compute_metrics(["accuracy"], [0, 1, 1], [0, 1, 0])["accuracy"] == pytest.approx(2 / 3)
+    assert load_metric("ACCURACY") is first
 
 
 def test_works_offline_and_writes_no_cache_files(tmp_path) -> None:

@@ -22,6 +22,7 @@ from .matthews_correlation import MatthewsCorrelation
 from .pearsonr import Pearsonr
 from .seqeval import Seqeval
 from .spearmanr import Spearmanr
+from .token_accuracy import TokenAccuracy
 
 __all__ = ["METRIC_NAMES", "compute_metrics", "load_metric"]
 
@@ -33,6 +34,7 @@ _FACTORIES: dict[str, Callable[..., evaluate.Metric]] = {
     "pearsonr": Pearsonr,
     "spearmanr": Spearmanr,
     "seqeval": Seqeval,
+    "token_accuracy": TokenAccuracy,
 }
 METRIC_NAMES: tuple[str, ...] = tuple(_FACTORIES)
 

@@ -1,0 +1,110 @@
+"""Post-training extras of a final run: OOD metrics and representation-collapse metrics, in one place.
+
+``post_train_metrics`` runs after ``train`` returns (the model holds the selected checkpoint, finalized) and
+``attach`` stores the result in the record (``record["metrics"]["ood"]``, top-level ``record["collapse"]``) and logs
+it to the MLflow run (``ood/<set>/<metric>``, ``collapse/<metric>``). Both are on by default (``RunConfig.ood``,
+``RunConfig.collapse``) and skipped for tuning trials (``evaluate_test=False``: nothing beyond dev is looked at
+while tuning) and for runs that never produced a checkpoint (diverged in the first epoch).
+
+Choices (ours, recorded under ``record["collapse"]["settings"]``):
+- Probe set: a fixed subsample (seed 0) of the task's test *inputs* (labels unused), at most ``PROBE_EXAMPLES``
+  and at most the run's test cap, so every method and seed of a task is compared on the same sentences.
+- Probe transfer: the first task of ``TRANSFER_TASKS`` that is not the run's own task (TREC question type: a
+  6-class task unlike the sentiment/NLI/paraphrase tasks; SST-2 for TREC itself); a ``TRANSFER_K``-per-class
+  few-shot training split drawn with seed 0 from its training pool, scored on its test split (capped like OOD).
+- Caps: OOD sets at most ``OOD_MAX_EXAMPLES`` and at most the run's test cap (``max_test_examples``), so the CPU
+  profiles that cap their test sets cap these too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from regbench.benchmarks.data import encode_split
+from regbench.benchmarks.fewshot import plan_per_class, stratified_subsample
+from regbench.benchmarks.taskspec import TaskSpec, get_task
+
+from . import batching
+from .collapse import TransferSet, collapse_metrics
+from .errors import DataError
+from .model import Pretrained, TaskModel
+from .ood import evaluate_ood
+from .train import autocast_factory
+
+PROBE_EXAMPLES = 256
+OOD_MAX_EXAMPLES = 1000
+TRANSFER_TASKS = ("trec", "sst2")
+TRANSFER_K = 16
+TRANSFER_TEST_EXAMPLES = 500
+
+
+def _cap(limit: int, config: Any) -> int:
+    return min(limit, config.max_test_examples) if config.max_test_examples else limit
+
+
+def post_train_metrics(model: TaskModel, task: TaskSpec, pretrained: Pretrained, config: Any,
+                       data: dict[str, Any], trained: bool = True) -> dict[str, Any]:
+    """``{"ood": {set: metrics} | None, "collapse": {"metrics": ..., "settings": ...} | None}`` for one run."""
+    if not config.evaluate_test or not trained:
+        return {"ood": None, "collapse": None}
+    device = next(model.parameters()).device
+    out: dict[str, Any] = {"ood": None, "collapse": None}
+    if getattr(config, "ood", True) and task.ood:
+        out["ood"] = evaluate_ood(
+            model, task, pretrained.tokenizer, config.max_length, config.data_dir,
+            exclude=[*data["train"], *data["dev"]], max_examples=_cap(OOD_MAX_EXAMPLES, config),
+            batch_size=config.train.eval_batch_size, autocast=autocast_factory(device, config.train.precision))
+    if getattr(config, "collapse", True):
+        out["collapse"] = _collapse(model, task, pretrained, config, device)
+    return out
+
+
+def _batches(features: list[dict[str, Any]], config: Any, pad_id: int, device: Any) -> list[dict[str, Any]]:
+    order = batching.eval_order([len(f["input_ids"]) for f in features], config.train.eval_batch_size)
+    return list(batching.iterate(features, order, pad_id, device))
+
+
+def _collapse(model: TaskModel, task: TaskSpec, pretrained: Pretrained, config: Any, device: Any) -> dict[str, Any]:
+    tokenizer, pad_id = pretrained.tokenizer, pretrained.tokenizer.pad_token_id
+    test = encode_split(task, "test", tokenizer, config.max_length, config.data_dir)
+    probe = test.subset(stratified_subsample(task, test.labels(), _cap(PROBE_EXAMPLES, config), seed=0))
+    start = TaskModel(pretrained, task.type, task.num_labels, model.pooling, dropout=0.0).to(device)
+    try:
+        transfer, transfer_error = _transfer_set(task, config, tokenizer, pad_id, device), None
+    except DataError as err:  # the other task's data is absent: keep the rest, say why the probe is missing
+        transfer, transfer_error = None, str(err)
+    metrics = collapse_metrics(model, start, _batches(probe.features, config, pad_id, device), transfer)
+    settings = {"probe_set": f"{task.name} test split, fixed subsample (seed 0)", "probe_examples": len(probe),
+                "pooling": model.pooling, "transfer_task": transfer.task if transfer else None,
+                "transfer_train": f"k{TRANSFER_K} per class from the training pool (seed 0)" if transfer else None,
+                "transfer_test_examples": len(transfer.test_labels) if transfer else 0,
+                "transfer_error": transfer_error}
+    return {"metrics": metrics, "settings": settings}
+
+
+def _transfer_set(task: TaskSpec, config: Any, tokenizer: Any, pad_id: int, device: Any) -> TransferSet:
+    """The other task's few-shot training split and its (capped) test split, as batches on the model's device."""
+    name = next(t for t in TRANSFER_TASKS if t != task.name)
+    other = get_task(name)
+    pool = encode_split(other, "train", tokenizer, config.max_length, config.data_dir)
+    test = encode_split(other, "test", tokenizer, config.max_length, config.data_dir)
+    train = pool.subset(plan_per_class(other, pool.labels(), TRANSFER_K, seed=0).train)
+    test = test.subset(stratified_subsample(other, test.labels(), _cap(TRANSFER_TEST_EXAMPLES, config), seed=0))
+    train_batches = _batches(train.features, config, pad_id, device)
+    test_batches = _batches(test.features, config, pad_id, device)
+    # Batches are length-sorted: read the labels back from them so features and labels stay aligned.
+    return TransferSet(name, train_batches, [int(y) for b in train_batches for y in b["labels"].tolist()],
+                       test_batches, [int(y) for b in test_batches for y in b["labels"].tolist()])
+
+
+def attach(record: dict[str, Any], extras: dict[str, Any], tracker: Any, step: int) -> dict[str, Any]:
+    """Store the extras in the record and log their numbers to the MLflow run; returns the record."""
+    record["metrics"]["ood"] = extras.get("ood")
+    record["collapse"] = extras.get("collapse")
+    flat = {f"ood/{name}/{key}": value for name, values in (extras.get("ood") or {}).items()
+            for key, value in values.items()}
+    collapse = (extras.get("collapse") or {}).get("metrics") or {}
+    flat.update({f"collapse/{key}": value for key, value in collapse.items()})
+    if flat:
+        tracker.log_metrics(flat, step=step)
+    return record
