@@ -71,6 +71,16 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none")
+def leaderboard(session: nox.Session) -> None:
+    """Regenerate a profile's leaderboard from its records (default: quick); arguments go to `regbench leaderboard`."""
+    bin_dir = shared_env(session)
+    args = list(session.posargs)
+    if "--profile" not in args and "--records" not in args:
+        args = ["--profile", BENCH_PROFILE, *args]
+    session.run(str(bin_dir / "regbench"), "leaderboard", *args, external=True)
+
+
+@nox.session(venv_backend="none")
 def perf(session: nox.Session) -> None:
     """Performance benchmarks (MiniLM); each writes results/perf/<name>.md."""
     bin_dir = shared_env(session)

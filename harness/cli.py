@@ -183,11 +183,14 @@ def _print_summary(record: dict[str, Any]) -> None:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     if args.what == "tasks":
+        from regbench.benchmarks.data import split_sizes
         from regbench.benchmarks.taskspec import all_tasks
 
         for t in all_tasks():
             extra = f"  {t.description}" if args.verbose else ""
-            print(f"{t.name:14s} v{t.version}  {t.type:21s} metrics={','.join(t.metrics)} primary={'+'.join(t.primary)}{extra}")
+            sizes = " ".join(f"{k}={'?' if n is None else n}" for k, n in split_sizes(t).items())
+            print(f"{t.name:14s} v{t.version}  {t.type:21s} {sizes:22s} metrics={','.join(t.metrics)} "
+                  f"primary={'+'.join(t.primary)}{extra}")
     elif args.what == "methods":
         from .method import METHODS
 

@@ -1,0 +1,185 @@
+"""``build_leaderboard``: records (+ cell summaries) → leaderboard.md/.tex/.csv, index.html and plots/, a pure
+function of its inputs (never of MLflow); optionally mirrored as artifacts of a ``leaderboard`` MLflow run.
+
+Nothing in the outputs depends on the clock or the machine: same records → byte-identical files. ``plots/`` is
+owned by the leaderboard: its old PNG/SVG files are removed first, so a plot of a vanished cell cannot linger.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import aggregate, html, importance, plots, render, tables
+from .loading import Loaded, load_cells, load_runs, noise_order, size_order
+
+OUTPUTS = ("leaderboard.md", "leaderboard.tex", "leaderboard.csv", "leaderboard_overall.csv", "index.html")
+
+
+def _counted(values: pd.Series) -> str:
+    return ", ".join(f"{v} ({n})" for v, n in sorted(Counter(str(x) for x in values).items()))
+
+
+def provenance(loaded: Loaded, cells: pd.DataFrame, command: str) -> list[str]:
+    runs = loaded.runs
+    statuses = Counter(runs["status"])
+    shas = runs["git_sha"].fillna("unknown") + runs["git_dirty"].map({True: " (dirty)"}).fillna("")
+    data: dict[str, str] = {}
+    for files in runs["data_files"]:
+        data.update(json.loads(files))
+    return [
+        f"Regenerate: `{command}`",
+        f"Records: {len(runs)} final runs (ok {statuses['ok']}, failed {statuses['failed']}, diverged "
+        f"{statuses['diverged']}); {len(loaded.skipped)} skipped as unreadable or invalid; {loaded.ignored} of "
+        f"other phases ignored; {loaded.replaced} older duplicates replaced; {len(cells)} cell summaries",
+        f"Profile: {_counted(runs['profile'].fillna('none'))}",
+        f"Code (git SHA, records): {_counted(shas)}",
+        f"Packages (records): {_counted(runs['packages'].map(_packages))}",
+        f"Model (checksum, records): {_counted(runs['model'].fillna('?') + ' ' + runs['model_checksum'].fillna('?'))}",
+        "Data (sha256): " + (", ".join(f"{Path(k).name} {v[:12]}" for k, v in sorted(data.items())) or "none"),
+    ]
+
+
+def _packages(text: str) -> str:
+    return " ".join(f"{k}=={v}" for k, v in sorted(json.loads(text).items()) if v)
+
+
+def _frames(loaded: Loaded, tuning: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    cells = aggregate.add_ranks(aggregate.cell_stats(loaded.runs))
+    return {"cells": cells, "summary": aggregate.overall(loaded.runs, cells),
+            "cost": aggregate.cost(loaded.runs, tuning), "best": importance.best_params_table(tuning),
+            "points": importance.sensitivity_points(tuning)}
+
+
+def _levels(frame: pd.DataFrame, level: str, order: Any) -> pd.DataFrame:
+    """Robustness / few-shot table: method × level averages (×100 on display), drop from clean / gain over the
+    smallest size."""
+    table = aggregate.by_level(frame, level)
+    names = sorted([c for c in table.columns if c not in ("size", "noise", "method")], key=order)
+    for name in names[1:]:  # noise: what the noise costs; size: what more data gains
+        if level == "noise":
+            table[f"drop at {name}"] = table[names[0]] - table[name]
+        else:
+            table[f"gain at {name}"] = table[name] - table[names[0]]
+    return table
+
+
+def _sections(frames: dict[str, pd.DataFrame], out: Path) -> list[render.Section]:
+    cells, summary, cost = frames["cells"], frames["summary"], frames["cost"]
+    blocks = tables.blocks(cells)
+    cost = cost.assign(cost=cost["cpu_seconds"].fillna(0) + cost["gpu_seconds"].fillna(0))
+    cost.loc[cost["cost"] == 0, "cost"] = cost["final_seconds"]
+    ranks = summary.groupby("method")["average_rank"].mean().rename("rank").reset_index()
+    whole = ("final_runs", "final_seconds", "cells", "trials", "complete", "pruned", "failed", "cpu_seconds",
+             "gpu_seconds", "cost")  # counts and seconds: not scores, so not ×100
+    seconds = {c: (lambda v: "—" if pd.isna(v) else f"{v:.0f}") for c in whole}
+    sections = [
+        render.Section("Main tables", "One table per (few-shot size, noise level).",
+                       [tables.main_table(cells, summary, s, n) for s, n in blocks]),
+        render.Section("Overall: averages, ranks, tests vs STD",
+                       "Wilcoxon signed-rank over all (task, seed) pairs shared with STD; Friedman over tasks.",
+                       [tables.overall_table(summary, s, n) for s, n in blocks], plots.cd_plot(summary, out)),
+        render.Section("Per-task detail", "", [tables.detail_table(cells, s, n) for s, n in blocks],
+                       plots.task_bars(cells, out)),
+    ]
+    if cells["noise"].nunique() > 1:
+        sections.append(render.Section("Robustness to label noise", "Average over tasks; drop = clean − noisy.",
+                                       [tables.frame_table("robustness", "metric vs noise level",
+                                                           _levels(cells, "noise", noise_order))],
+                                       plots.noise_curves(cells, out)))
+    if cells["size"].nunique() > 1:
+        sections.append(render.Section("Few-shot", "Average over tasks; gain = score at a size − the smallest's.",
+                                       [tables.frame_table("fewshot", "metric vs size",
+                                                           _levels(cells, "size", size_order))],
+                                       plots.fewshot_curves(cells, out)))
+    sections.append(render.Section("Tuning cost", "Seconds: tuning trials + final runs (cell summaries).",
+                                   [tables.frame_table("cost", "cost per method", cost.merge(ranks, on="method"),
+                                                       {**seconds, "rank": lambda v: f"{v:.2f}"})],
+                                   plots.rank_cost(cost.merge(ranks, on="method"), out)))
+    sections.append(_tuning_section(frames, out))
+    sections += _optional_sections(frames)
+    return sections
+
+
+def _tuning_section(frames: dict[str, pd.DataFrame], out: Path) -> render.Section:
+    best = frames["best"]
+    if best.empty:
+        return render.Section("Best hyperparameters", "No cell summaries (cells/) were found.")
+    compact = {"best_params": lambda d: ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in d.items()),
+               "importance": lambda d: ", ".join(f"{k} {v:.2f}" for k, v in d.items()) or "—",
+               "best_dev": tables.score}
+    return render.Section("Best hyperparameters and their importance (fANOVA)", "",
+                          [tables.frame_table("best-params", "best configuration per cell", best, compact)],
+                          plots.sensitivity(frames["points"], out) if not frames["points"].empty else [])
+
+
+def _optional_sections(frames: dict[str, pd.DataFrame]) -> list[render.Section]:
+    runs = frames["runs"]
+    found = []
+    collapse = aggregate.grouped_means(runs, "collapse.", ["size", "noise", "method"])
+    if not collapse.empty:
+        found.append(render.Section("Collapse metrics", "Mean over tasks and seeds (raw values, not ×100).",
+                                    [tables.frame_table("collapse", "collapse", collapse, _raw(collapse))]))
+    ood = aggregate.grouped_means(runs, "ood.", ["size", "noise", "task", "method"])
+    if not ood.empty:
+        found.append(render.Section("Out-of-distribution test sets", "Mean primary metric over seeds, ×100.",
+                                    [tables.frame_table("ood", "OOD", ood)]))
+    return found
+
+
+def _raw(frame: pd.DataFrame) -> dict[str, Any]:
+    return {c: (lambda v: "—" if pd.isna(v) else f"{v:.4g}") for c in frame.columns if "." in c}
+
+
+def _filters(cells: pd.DataFrame) -> dict[str, list[str]]:
+    return {"size": sorted(cells["size"].unique(), key=size_order),
+            "noise": sorted(cells["noise"].unique(), key=noise_order), "family": sorted(cells["family"].unique())}
+
+
+def build_leaderboard(records_dir: str | Path, out_dir: str | Path, profile: str | None = None, *,
+                      cells_dir: str | Path | None = None, command: str | None = None,
+                      tracking_uri: str | None = None) -> dict[str, Any]:
+    """Write every leaderboard output under ``out_dir``; log them to MLflow when ``tracking_uri`` is given."""
+    out = Path(out_dir)
+    loaded = load_runs(records_dir)
+    profiles = loaded.runs["profile"].dropna().unique()
+    profile = profile or (str(profiles[0]) if len(profiles) == 1 else None)  # names the MLflow experiment
+    tuning = load_cells(cells_dir, loaded.skipped)
+    frames = {**_frames(loaded, tuning), "runs": loaded.runs}
+    out.mkdir(parents=True, exist_ok=True)
+    for old in sorted((out / plots.PLOTS).glob("*.*")) if (out / plots.PLOTS).is_dir() else []:
+        if old.suffix in (".png", ".svg"):
+            old.unlink()
+    command = command or f"regbench leaderboard --records {records_dir} --out {out_dir}"
+    title = f"regbench leaderboard — {profile or 'records in ' + Path(records_dir).name}"
+    lines = provenance(loaded, tuning, command)
+    sections = _sections(frames, out)
+    (out / "leaderboard.md").write_text(render.markdown_document(title, lines, sections))
+    (out / "leaderboard.tex").write_text(render.latex_document(title, lines, sections))
+    frames["cells"].to_csv(out / "leaderboard.csv", index=False, float_format="%.10g", lineterminator="\n")
+    frames["summary"].to_csv(out / "leaderboard_overall.csv", index=False, float_format="%.10g", lineterminator="\n")
+    (out / "index.html").write_text(html.page(title, lines, sections, _filters(frames["cells"]), out))
+    written = [out / name for name in OUTPUTS] + sorted((out / plots.PLOTS).glob("*.*"))
+    summary = {"out_dir": str(out), "records": len(loaded.runs), "skipped": loaded.skipped,
+               "files": [str(p) for p in written], "mlflow_run_id": None}
+    if tracking_uri:
+        summary["mlflow_run_id"] = log_to_mlflow(written, out, tracking_uri, profile)
+    return summary
+
+
+def log_to_mlflow(files: list[Path], out: Path, tracking_uri: str, profile: str | None) -> str | None:
+    """Mirror the outputs as artifacts of one ``leaderboard`` run (reattached, not duplicated, on regeneration)."""
+    from regbench.harness import tracking
+
+    experiment = f"regbench-{profile}" if profile else "regbench"
+    with tracking.RunTracker(tracking_uri, experiment, "leaderboard", tags={"phase": "leaderboard"},
+                             key="leaderboard") as run:
+        for path in files:
+            parent = path.parent.relative_to(out).as_posix()
+            run.log_file_artifact(path, None if parent == "." else parent)
+    return run.run_id

@@ -1,0 +1,177 @@
+"""Result records (and per-cell tuning summaries) → tidy pandas DataFrames, one row per final run / per cell.
+
+Bad input never crashes a leaderboard: a record that does not parse, fails :func:`records.validate_record`, or lacks
+a field the leaderboard needs (``run_info.size``, ``run_info.noise.rate``) is named in one line and skipped, and the
+skips are counted. Records of other phases (tuning trials, single ``regbench run`` runs) are ignored, not errors.
+When one seed of one cell has several records (``--overwrite always``), the newest (last in path order: the file
+names end in a timestamp) is kept and the replaced ones are counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from regbench.harness import records
+from regbench.harness.errors import RegbenchError
+
+CELL = ["size", "noise", "task", "method"]  # what identifies a cell of the leaderboard
+RUN = [*CELL, "seed"]
+
+
+@dataclass
+class Loaded:
+    """The runs, the cells, and what was skipped on the way (one line per skipped file)."""
+
+    runs: pd.DataFrame
+    cells: pd.DataFrame
+    skipped: list[str] = field(default_factory=list)
+    ignored: int = 0  # records of other phases
+    replaced: int = 0  # older duplicates of a seed
+
+
+@cache
+def task_meta(task: str) -> dict[str, Any]:
+    """Family and flags of a task. The one place a family is derived: the YAML's ``family`` if set, else the task
+    type (token / regression / multiple_choice / classification); a task not registered here is ``other``."""
+    from regbench.benchmarks.taskspec import get_task
+
+    try:
+        spec = get_task(task)
+    except Exception:  # noqa: BLE001 — an unknown task (records from elsewhere) still gets a row
+        return {"family": "other", "exclude_from_average": False, "heldout_test": False}
+    family = spec.family or {"token_classification": "token"}.get(spec.type, spec.type)
+    return {"family": family, "exclude_from_average": bool(spec.extra.get("exclude_from_average", False)),
+            "heldout_test": bool(spec.extra.get("test_is_heldout_training_pool", False))}
+
+
+def noise_label(noise_type: str | None, rate: float) -> str:
+    """``clean`` or ``<type> <rate>`` (e.g. ``symmetric 0.2``): the label of a noise level in every table."""
+    return "clean" if not rate or noise_type in (None, "none") else f"{noise_type} {rate:g}"
+
+
+def size_order(label: str) -> tuple[int, int]:
+    """k-shot sizes (per class) first, then totals, then full; each by number."""
+    if label == "full":
+        return (2, 0)
+    digits = "".join(c for c in label if c.isdigit())
+    return (0 if label.startswith("k") else 1, int(digits or 0))
+
+
+def noise_order(label: str) -> tuple[float, str]:
+    return (0.0, "") if label == "clean" else (float(label.rsplit(" ", 1)[1]), label)
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _leaderboard_fields(record: dict[str, Any]) -> None:
+    """What the leaderboard needs beyond :func:`records.validate_record`; raises one line naming the field."""
+    info = record["run_info"]
+    if not isinstance(info.get("size"), str):
+        raise RegbenchError("record is missing run_info.size (a size label such as k16)")
+    noise = info.get("noise")
+    if not isinstance(noise, dict) or not isinstance(noise.get("rate"), (int, float)):
+        raise RegbenchError("record is missing run_info.noise.rate")
+    test = record["metrics"].get("test")
+    if info["status"] == "ok" and not (isinstance(test, dict) and "primary" in test):
+        raise RegbenchError("record has status ok but no metrics.test.primary")
+
+
+def _row(record: dict[str, Any]) -> dict[str, Any]:
+    info, metrics, meta = record["run_info"], record["metrics"], record["meta_info"]
+    noise = info["noise"]
+    rate = float(noise["rate"])
+    ntype = noise.get("type") if rate else "none"
+    collapse = record.get("collapse") or metrics.get("collapse") or {}
+    ood = metrics.get("ood") or {}
+    row = {
+        "task": info["task"], "method": info["method"], "seed": info["seed"], "status": info["status"],
+        "size": info["size"], "noise": noise_label(ntype, rate), "noise_type": ntype, "noise_rate": rate,
+        "profile": info.get("profile"), "cell_key": info.get("cell_key"), "run_id": info["run_id"],
+        "primary": _number((metrics.get("test") or {}).get("primary")),
+        "dev_primary": _number((metrics.get("dev") or {}).get("primary")),
+        "wall_seconds": _number(record["train_info"].get("wall_seconds")),
+        "params": json.dumps(info.get("params") or {}, sort_keys=True),
+        "git_sha": (meta.get("git") or {}).get("sha"), "git_dirty": (meta.get("git") or {}).get("dirty"),
+        "model": (meta.get("model") or {}).get("name"), "model_checksum": (meta.get("model") or {}).get("checksum"),
+        "packages": json.dumps(meta.get("packages") or {}, sort_keys=True),
+        "data_files": json.dumps(meta.get("data_files") or {}, sort_keys=True),
+        **task_meta(info["task"]),
+    }
+    row.update({f"collapse.{k}": float(v) for k, v in sorted(collapse.items()) if not math.isnan(_number(v))})
+    row.update({f"ood.{k}": _number((v or {}).get("primary")) for k, v in sorted(ood.items()) if isinstance(v, dict)})
+    return row
+
+
+def _record_paths(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.name.endswith((".json", ".json.gz"))
+                  and not p.name.startswith(".tmp-") and p.is_file())
+
+
+def load_runs(records_dir: str | Path) -> Loaded:
+    """Every final-run record below ``records_dir`` as one row; raises a clear error when there is none."""
+    directory = Path(records_dir)
+    if not directory.is_dir():
+        raise RegbenchError(f"records directory {directory} does not exist: run `regbench bench` first "
+                            "(or pass --records DIR)")
+    loaded = Loaded(pd.DataFrame(), pd.DataFrame())
+    rows: list[dict[str, Any]] = []
+    for path in _record_paths(directory):
+        try:
+            record = records.read_record(path)
+            records.validate_record(record)
+            _leaderboard_fields(record)
+        except RegbenchError as err:
+            message = str(err) if str(path) in str(err) else f"{path}: {err}"
+            loaded.skipped.append(f"skipped {message}")
+            continue
+        if record["run_info"].get("phase", "final") != "final":
+            loaded.ignored += 1
+            continue
+        rows.append(_row(record))
+    if not rows:
+        raise RegbenchError(f"no usable final-run records under {directory} ({len(loaded.skipped)} skipped): "
+                            "run `regbench bench --profile <name>` first")
+    runs = pd.DataFrame(rows)
+    kept = runs.drop_duplicates(subset=RUN, keep="last")  # path order = time order within one run key
+    loaded.replaced = len(runs) - len(kept)
+    loaded.runs = kept.sort_values(RUN, key=_sort_key).reset_index(drop=True)
+    return loaded
+
+
+def _sort_key(column: pd.Series) -> pd.Series:
+    if column.name == "size":
+        return column.map(size_order)
+    if column.name == "noise":
+        return column.map(noise_order)
+    return column
+
+
+def load_cells(cells_dir: str | Path | None, skipped: list[str]) -> pd.DataFrame:
+    """Per-cell tuning summaries (``cells/<task>/<method>/<cell_key>.json``); unreadable ones are skipped."""
+    rows = []
+    directory = Path(cells_dir) if cells_dir else None
+    for path in sorted(directory.rglob("*.json")) if directory and directory.is_dir() else []:
+        try:
+            cell = json.loads(path.read_text())
+            rows.append({
+                "task": cell["task"], "method": cell["method"], "size": cell["size"],
+                "noise": noise_label(cell.get("noise_type"), float(cell.get("noise_rate") or 0.0)),
+                "budget": cell.get("budget"), "trials": cell.get("trials") or [],
+                "best_params": cell.get("best_params") or {}, "best_value": _number(cell.get("best_value")),
+                "cpu_seconds": _number(cell.get("cpu_seconds")), "gpu_seconds": _number(cell.get("gpu_seconds")),
+                "steps": _number(cell.get("steps")), "wall_seconds": _number(cell.get("wall_seconds")),
+            })
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            skipped.append(f"skipped {path}: not a cell summary ({type(err).__name__}: {err})")
+    columns = [*CELL, "budget", "trials", "best_params", "best_value", "cpu_seconds", "gpu_seconds", "steps",
+               "wall_seconds"]
+    return pd.DataFrame(rows, columns=columns)

@@ -1,0 +1,196 @@
+"""Leaderboard plots (matplotlib's object API with the Agg canvas: no pyplot state, no display), PNG + SVG.
+
+Reproducible bytes: PNG and SVG metadata fixed (no date, a fixed creator), ``svg.hashsalt`` fixed so SVG element
+ids do not change between runs, text drawn as paths (no font lookup at view time). Each function returns the PNG
+paths it wrote, relative to the output directory (the SVG lies beside each PNG).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .loading import noise_order, size_order
+from .tables import blocks, method_order, slug, task_order
+
+RC = {"svg.hashsalt": "regbench", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9,
+      "axes.prop_cycle": mpl.cycler(color=mpl.colormaps["tab10"].colors)}
+METADATA = {"png": {"Software": "regbench leaderboard"}, "svg": {"Date": None, "Creator": "regbench leaderboard"}}
+PLOTS = "plots"
+
+
+def _save(fig: Figure, out_dir: Path, name: str) -> str:
+    folder = out_dir / PLOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    with mpl.rc_context(RC):
+        for ext in ("png", "svg"):
+            fig.savefig(folder / f"{name}.{ext}", format=ext, dpi=100, metadata=METADATA[ext])
+    return f"{PLOTS}/{name}.png"
+
+
+def _grid(count: int, width: float = 3.2, height: float = 2.6) -> tuple[Figure, list[Axes]]:
+    cols = min(4, max(1, count))
+    rows = math.ceil(count / cols)
+    with mpl.rc_context(RC):
+        fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return fig, axes[:count]
+
+
+def task_bars(cells: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Per (size, noise): one panel per task, a bar per method (mean) with its 95% bootstrap CI."""
+    written = []
+    for size, noise in blocks(cells):
+        block = cells[(cells["size"] == size) & (cells["noise"] == noise)]
+        tasks, methods = task_order(block), method_order(block)
+        fig, axes = _grid(len(tasks))
+        with mpl.rc_context(RC):
+            for ax, task in zip(axes, tasks):
+                rows = block[block["task"] == task].set_index("method").reindex(methods)
+                mean = rows["mean"].to_numpy(float)
+                err = np.nan_to_num(np.vstack([mean - rows["ci_low"], rows["ci_high"] - mean]).astype(float))
+                colors = [f"C{i % 10}" for i in range(len(methods))]
+                ax.bar(range(len(methods)), mean, yerr=err, capsize=3, color=colors)
+                ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right")
+                _zoom(ax, np.concatenate([rows["ci_low"], rows["ci_high"], mean]).astype(float))
+                ax.set_title(task)
+                ax.set_ylabel("test primary (95% CI)")
+            fig.suptitle(f"{size}, {noise}")
+        written.append(_save(fig, out_dir, f"bars-{slug(size)}-{slug(noise)}"))
+    return written
+
+
+def _zoom(ax: Axes, values: np.ndarray) -> None:
+    """Bars start at the data, not at 0: seed-level differences of a point or two must stay visible."""
+    finite = values[np.isfinite(values)]
+    if len(finite):
+        pad = 0.25 * (finite.max() - finite.min()) + 0.005
+        ax.set_ylim(finite.min() - pad, finite.max() + pad)
+
+
+def _curves(cells: pd.DataFrame, out_dir: Path, level: str, order: Callable[[str], object], name: str) -> list[str]:
+    """One figure per value of the other axis; a panel per task; metric against ``level`` per method."""
+    other = "size" if level == "noise" else "noise"
+    levels = sorted(cells[level].unique(), key=order)
+    if len(levels) < 2:
+        return []
+    written = []
+    for fixed in sorted(cells[other].unique(), key=size_order if other == "size" else noise_order):
+        part = cells[cells[other] == fixed]
+        tasks, methods = task_order(part), method_order(part)
+        fig, axes = _grid(len(tasks))
+        with mpl.rc_context(RC):
+            for ax, task in zip(axes, tasks):
+                for i, method in enumerate(methods):
+                    rows = part[(part["task"] == task) & (part["method"] == method)].set_index(level).reindex(levels)
+                    ax.plot(range(len(levels)), rows["mean"].to_numpy(float), marker="o", color=f"C{i % 10}",
+                            label=method)
+                ax.set_xticks(range(len(levels)), levels, rotation=30, ha="right")
+                ax.set_title(task)
+            axes[0].legend(fontsize=7)
+            fig.suptitle(f"{name} ({other} {fixed})")
+        written.append(_save(fig, out_dir, f"{slug(name)}-{slug(fixed)}"))
+    return written
+
+
+def noise_curves(cells: pd.DataFrame, out_dir: Path) -> list[str]:
+    return _curves(cells, out_dir, "noise", noise_order, "noise robustness")
+
+
+def fewshot_curves(cells: pd.DataFrame, out_dir: Path) -> list[str]:
+    return _curves(cells, out_dir, "size", size_order, "few-shot")
+
+
+def pareto_front(points: pd.DataFrame) -> list[str]:
+    """Methods no other method beats on both cost (lower) and average rank (lower)."""
+    front, best = [], math.inf
+    for row in points.sort_values(["cost", "rank", "method"]).itertuples():
+        if row.rank < best:
+            front.append(row.method)
+            best = row.rank
+    return front
+
+
+def rank_cost(points: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Average rank (over every block) against total compute seconds; the Pareto front joined by a line."""
+    points = points.dropna(subset=["cost", "rank"])
+    if points.empty:
+        return []
+    front = points.set_index("method").loc[pareto_front(points)].sort_values("cost")
+    with mpl.rc_context(RC):
+        fig = Figure(figsize=(6, 4), layout="constrained")
+        ax = fig.subplots()
+        ax.scatter(points["cost"], points["rank"], color="C0")
+        ax.step(front["cost"], front["rank"], where="post", color="C3", marker="o", label="Pareto front")
+        for row in points.itertuples():
+            ax.annotate(row.method, (row.cost, row.rank), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+        ax.set_xlabel("compute seconds (tuning + final runs)")
+        ax.set_ylabel("average rank (1 = best)")
+        ax.legend()
+    return [_save(fig, out_dir, "rank-vs-cost")]
+
+
+def cd_plot(summary: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Per (size, noise): methods on an average-rank axis; bars join methods within the critical difference."""
+    written = []
+    for size, noise in blocks(summary):
+        block = summary[(summary["size"] == size) & (summary["noise"] == noise)].sort_values(["average_rank", "method"])
+        ranks, names, cd = block["average_rank"].to_numpy(float), list(block["method"]), block["cd"].iloc[0]
+        with mpl.rc_context(RC):
+            fig = Figure(figsize=(7, 1.2 + 0.3 * len(names)), layout="constrained")
+            ax = fig.subplots()
+            k = max(len(names), 2)
+            ax.set_xlim(0.5, k + 0.5)
+            ax.set_ylim(-len(names) - 1, 2.0)
+            ax.scatter(ranks, np.zeros_like(ranks), color="k", zorder=3)
+            for i, (rank, name) in enumerate(zip(ranks, names)):
+                ax.plot([rank, rank], [0, -i - 1], color="0.5", lw=0.8)
+                ax.text(rank, -i - 1, f" {name} ({rank:.2f})", va="center", fontsize=8)
+            if math.isfinite(cd):
+                ax.plot([1, 1 + cd], [1, 1], color="C3", lw=3)
+                ax.text(1 + cd / 2, 1.3, f"CD = {cd:.2f}", ha="center", fontsize=8)
+                for start in range(len(ranks)):  # cliques: runs of methods within CD of the first
+                    end = max(j for j in range(len(ranks)) if ranks[j] - ranks[start] <= cd)
+                    if end > start:
+                        ax.plot([ranks[start], ranks[end]], [0.4 + 0.1 * start] * 2, color="C0", lw=2)
+            ax.set_yticks([])
+            ax.set_xlabel("average rank over tasks (1 = best)")
+            ax.set_title(f"{size}, {noise}" + ("" if math.isfinite(cd) else " (no Friedman test: too few tasks)"))
+        written.append(_save(fig, out_dir, f"ranks-{slug(size)}-{slug(noise)}"))
+    return written
+
+
+def sensitivity(points: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Per method: dev metric of every finished tuning trial against each tuned numeric parameter."""
+    written = []
+    for method in sorted(points["method"].unique()):
+        mine = points[points["method"] == method]
+        params = sorted(mine["param"].unique())
+        fig, axes = _grid(len(params))
+        with mpl.rc_context(RC):
+            for ax, param in zip(axes, params):
+                for i, (cell, rows) in enumerate(mine[mine["param"] == param].groupby("cell", sort=True)):
+                    ax.scatter(rows["value"], rows["dev"], s=12, color=f"C{i % 10}", label=cell)
+                values = mine.loc[mine["param"] == param, "value"]
+                if values.min() > 0 and values.max() / values.min() > 10:
+                    ax.set_xscale("log")
+                ax.set_xlabel(param)
+                ax.set_ylabel("dev primary")
+            if mine["cell"].nunique() <= 8:
+                axes[0].legend(fontsize=6)
+            fig.suptitle(f"sensitivity: {method}")
+        written.append(_save(fig, out_dir, f"sensitivity-{slug(method)}"))
+    return written

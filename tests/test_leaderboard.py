@@ -1,0 +1,200 @@
+"""Leaderboard: statistics with known answers, aggregation of synthetic records, bad input, byte-identical output."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from leaderboard_synth import make_record, write, write_cell
+
+from regbench.harness.cli import main
+from regbench.harness.errors import RegbenchError
+from regbench.harness.leaderboard import aggregate, build_leaderboard, stats
+from regbench.harness.leaderboard.loading import load_runs
+from regbench.harness.leaderboard.tables import main_table
+
+SEEDS = [1, 2, 3, 4, 5]
+STD = [0.70, 0.72, 0.74, 0.76, 0.78]
+JITTER = [0.004, -0.003, 0.002, -0.004, 0.001]  # small, so "better" is better by a consistent margin
+NOISE = [0.02, -0.02, 0.01, -0.01, 0.0]  # differences that average to zero
+
+
+# ---- stats -------------------------------------------------------------------------------------------------------
+def test_mean_std_and_bootstrap_ci_known_values() -> None:
+    mean, std = stats.mean_std(STD)
+    assert mean == pytest.approx(0.74) and std == pytest.approx(math.sqrt(0.001))
+    assert stats.bootstrap_ci([1.0, 2.0]) == (1.0, 2.0)  # resampled means are 1, 1.5 or 2 (P = 1/4, 1/2, 1/4)
+    assert stats.bootstrap_ci([0.5] * 4) == (0.5, 0.5)
+    low, high = stats.bootstrap_ci(STD)
+    assert low < 0.74 < high and (low, high) == stats.bootstrap_ci(STD)  # fixed seed: same interval
+    assert all(math.isnan(v) for v in stats.bootstrap_ci([0.7]))
+
+
+def test_paired_tests_flag_a_consistent_margin_and_not_noise() -> None:
+    better = [s + 0.03 + j for s, j in zip(STD, JITTER)]
+    noisy = [s + n for s, n in zip(STD, NOISE)]
+    assert stats.paired_t(better, STD) < 1e-4
+    assert stats.paired_t(noisy, STD) > 0.5
+    assert stats.sign_flip(better, STD) == (0.0625, 0.0625)  # 5 seeds: the floor is 2 / 2**5
+    assert stats.sign_flip(noisy, STD)[0] == 1.0
+    assert stats.sign_flip([2.0, 1.0], [0.0, 0.0]) == (0.5, 0.5)  # sums ±2±1: |3| twice of four
+    assert stats.paired_t([1.0, 2.0, 3.0], [0.5, 1.5, 2.5]) == 0.0  # the same difference on every seed
+    assert stats.paired_t(STD, STD) == 1.0 and stats.wilcoxon(STD, STD) == 1.0
+
+
+def test_holm_known_values_and_nan() -> None:
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    adjusted = stats.holm([0.01, math.nan, 0.02])
+    assert adjusted[0] == pytest.approx(0.02) and math.isnan(adjusted[1]) and adjusted[2] == pytest.approx(0.02)
+    assert stats.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_ranks_ties_friedman_and_critical_difference() -> None:
+    assert stats.ranks([0.9, 0.8, 0.8, 0.7]).tolist() == [1.0, 2.5, 2.5, 4.0]
+    ordered = np.array([[0.9, 0.8, 0.7]] * 6) + np.arange(6)[:, None] * 0.01
+    assert stats.friedman(ordered) < 0.01
+    assert math.isnan(stats.friedman(ordered[:, :2]))  # two methods: no Friedman test
+    assert [round(stats.nemenyi_cd(k, 1) / math.sqrt(k * (k + 1) / 6), 3) for k in (2, 3, 4, 5)] == \
+        [1.960, 2.344, 2.569, 2.728]  # Demšar (2006), Table 5(a)
+    assert stats.failure_rate(["ok", "failed", "diverged", "ok"]) == 0.5
+
+
+# ---- aggregation of synthetic records ------------------------------------------------------------------------------
+def _write_grid(root: Path, tasks: tuple[str, ...] = ("sst2", "rte", "trec"), noise: tuple[float, ...] = (0.0,),
+                gz: bool = False) -> None:
+    for task in tasks:
+        for rate in noise:
+            for i, seed in enumerate(SEEDS):
+                base = STD[i] - rate
+                write(root, make_record(task, "std", seed, base, noise=rate), gz)
+                write(root, make_record(task, "better", seed, base + 0.03 + JITTER[i], noise=rate), gz)
+                write(root, make_record(task, "noisy", seed, base + NOISE[i], noise=rate), gz)
+                status = "failed" if seed == 1 else "ok"
+                if not (task == "rte" and seed == 5):  # one missing seed: an incomplete cell
+                    write(root, make_record(task, "flaky", seed, base - 0.01, status=status, noise=rate), gz)
+
+
+@pytest.fixture
+def records_dir(tmp_path: Path) -> Path:
+    _write_grid(tmp_path / "records")
+    return tmp_path / "records"
+
+
+def test_cell_stats_significance_failures_and_holm(records_dir: Path) -> None:
+    runs = load_runs(records_dir).runs
+    cells = aggregate.add_ranks(aggregate.cell_stats(runs)).set_index(["task", "method"])
+    std = cells.loc["sst2", "std"]
+    assert std["mean"] == pytest.approx(0.74) and std["std"] == pytest.approx(math.sqrt(0.001))
+    assert (std["ci_low"], std["ci_high"]) == stats.bootstrap_ci(STD)
+    for task in ("sst2", "rte", "trec"):
+        assert cells.loc[task, "better"]["sig"] == 1 and cells.loc[task, "better"]["p_signflip"] == 0.0625
+        assert cells.loc[task, "noisy"]["sig"] == 0
+        assert cells.loc[task, "better"]["rank"] == 1.0
+    better = cells.xs("better", level="method")
+    assert better["p_t_holm"].tolist() == pytest.approx(stats.holm(better["p_t"].tolist()))
+    flaky = cells.loc["sst2", "flaky"]
+    assert flaky["failure_rate"] == 0.2 and flaky["mean_ok"] == pytest.approx(0.75 - 0.01)  # seeds 2-5 only
+    assert not cells.loc["rte", "flaky"]["complete"] and cells.loc["rte", "flaky"]["seeds"] == 4
+    summary = aggregate.overall(runs, aggregate.add_ranks(aggregate.cell_stats(runs))).set_index("method")
+    assert summary.loc["better", "overall_sig"] == 1 and summary.loc["better", "wilcoxon_p"] < 0.001
+    assert summary.loc["noisy", "overall_sig"] == 0 and summary.loc["noisy", "pairs"] == 15
+    assert math.isnan(summary.loc["flaky", "average"])  # incomplete: no average over tasks
+    assert summary.loc["flaky", "failure_rate"] == pytest.approx(3 / 14)
+
+
+def test_rank_averaging_with_ties(tmp_path: Path) -> None:
+    for task, (a, b, c) in {"sst2": (0.8, 0.8, 0.6), "rte": (0.9, 0.7, 0.8)}.items():
+        for seed in (1, 2):
+            for method, score in (("std", a), ("m1", b), ("m2", c)):
+                write(tmp_path, make_record(task, method, seed, score))
+    runs = load_runs(tmp_path).runs
+    summary = aggregate.overall(runs, aggregate.add_ranks(aggregate.cell_stats(runs))).set_index("method")
+    assert summary["average_rank"].to_dict() == {"std": 1.25, "m1": 2.25, "m2": 2.5}
+
+
+def test_incomplete_cell_is_shown_not_bolded_and_not_averaged(records_dir: Path) -> None:
+    write(records_dir, make_record("rte", "flaky", 1, 0.99))  # now flaky is "best" on rte, with 4 of 5 seeds
+    runs = load_runs(records_dir).runs
+    cells = aggregate.add_ranks(aggregate.cell_stats(runs))
+    table = main_table(cells, aggregate.overall(runs, cells), "k16", "clean")
+    row = next(r for r in table.rows if r[0].text == "flaky")
+    rte = table.columns.index("rte")
+    assert row[rte].text.endswith("[4/5]") and not row[rte].bold
+    assert row[table.columns.index("Average")].text == "incomplete"
+
+
+# ---- bad input ---------------------------------------------------------------------------------------------------
+def test_bad_records_are_named_and_skipped(records_dir: Path) -> None:
+    (records_dir / "corrupt.json").write_text("{not json")
+    (records_dir / "truncated.json.gz").write_bytes(gzip.compress(b'{"run_info": ')[:-4])
+    invalid = make_record("sst2", "std", 9, 0.7)
+    del invalid["run_info"]["size"]
+    write(records_dir / "x", invalid)
+    wrong = make_record("sst2", "std", 8, 0.7)
+    wrong["run_info"]["status"] = "exploded"
+    write(records_dir / "y", wrong)
+    loaded = load_runs(records_dir)
+    assert len(loaded.skipped) == 4 and len(loaded.runs) == 3 * 3 * 5 + 3 * 5 - 1
+    assert all(line.startswith("skipped ") and "\n" not in line for line in loaded.skipped)
+    assert any("corrupt.json" in s and "does not parse" in s for s in loaded.skipped)
+    assert any("run_info.size" in s for s in loaded.skipped) and any("run_info.status" in s for s in loaded.skipped)
+
+
+def test_empty_or_missing_records_directory_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RegbenchError, match="no usable final-run records"):
+        load_runs(tmp_path / "empty")
+    assert main(["leaderboard", "--records", str(tmp_path / "nowhere"), "--no-track"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# ---- the whole build -------------------------------------------------------------------------------------------------
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_build_is_byte_identical_and_reads_gz(tmp_path: Path) -> None:
+    records, cells = tmp_path / "records", tmp_path / "cells"
+    _write_grid(records, tasks=("sst2", "trec"), noise=(0.0, 0.2))
+    write_cell(cells, "sst2", "better", [({"lr": 1e-5, "alpha": 0.1}, 0.6), ({"lr": 1e-4, "alpha": 0.5}, 0.7),
+                                         ({"lr": 3e-5, "alpha": 0.3}, 0.65)])
+    (records / "corrupt.json").write_text("{")
+    out = tmp_path / "out"
+    assert main(["leaderboard", "--records", str(records), "--out", str(out), "--no-track"]) == 0
+    first = _snapshot(out)
+    expected = {"leaderboard.md", "leaderboard.tex", "leaderboard.csv", "leaderboard_overall.csv", "index.html",
+                "plots/bars-k16-clean.png", "plots/bars-k16-clean.svg", "plots/noise-robustness-k16.svg",
+                "plots/rank-vs-cost.png", "plots/ranks-k16-symmetric-0-2.svg", "plots/sensitivity-better.svg"}
+    assert expected <= set(first)
+    markdown = first["leaderboard.md"].decode()
+    assert "1 skipped" in markdown and f"--records {records}" in markdown and "▲" in markdown
+    assert "alpha" in markdown and "Robustness to label noise" in markdown
+    html = first["index.html"].decode()
+    assert "<script src" not in html and "<link" not in html and "data:image/svg+xml;base64," in html
+    assert b"\\toprule" in first["leaderboard.tex"] and b"\\bottomrule" in first["leaderboard.tex"]
+    for path in records.rglob("*.json"):  # the same records as .json.gz give the same bytes
+        if path.name != "corrupt.json":
+            path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes(), mtime=0))
+            path.unlink()
+    assert main(["leaderboard", "--records", str(records), "--out", str(out), "--no-track"]) == 0
+    assert _snapshot(out) == first
+
+
+def test_build_logs_artifacts_to_mlflow(tmp_path: Path) -> None:
+    _write_grid(tmp_path / "records", tasks=("sst2",))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    summary = build_leaderboard(tmp_path / "records", tmp_path / "out", "synth", tracking_uri=uri)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    run = client.get_run(summary["mlflow_run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == "regbench-synth"
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"leaderboard.md", "index.html", "leaderboard.csv", "leaderboard.tex", "plots"} <= names
+    again = build_leaderboard(tmp_path / "records", tmp_path / "out", "synth", tracking_uri=uri)
+    assert again["mlflow_run_id"] == summary["mlflow_run_id"]  # regeneration reattaches the same run
+    shutil.rmtree(tmp_path / "out")
