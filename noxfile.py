@@ -46,8 +46,8 @@ def run_profile(session: nox.Session, default_profile: str) -> None:
     profile = args[args.index("--profile") + 1]
     session.run(str(bin_dir / "regbench"), "plan", "--profile", profile, external=True)
     session.run(str(bin_dir / "regbench"), "bench", *args, external=True)
-    if (ROOT / "harness" / "leaderboard").exists():
-        session.run(str(bin_dir / "regbench"), "leaderboard", "--profile", profile, external=True)
+    out = ["--out", args[args.index("--out") + 1]] if "--out" in args else []  # the leaderboard reads where bench wrote
+    session.run(str(bin_dir / "regbench"), "leaderboard", "--profile", profile, *out, external=True)
     session.log(f"Browse the runs:  mlflow ui --backend-store-uri sqlite:///results/{profile}/mlflow.db")
 
 

@@ -46,6 +46,7 @@ from regbench.harness.method import (
     MethodConfig,
     TrainContext,
     hparam,
+    private_generator,
     register_method,
 )
 from regbench.harness.model import TaskModel
@@ -177,7 +178,7 @@ class ChildTuningF(_ChildTuning):
 
     def prepare(self, ctx: TrainContext) -> None:
         super().prepare(ctx)
-        self.generator = torch.Generator(device=ctx.device).manual_seed(ctx.seed ^ _SEED_SALT)
+        self.generator = private_generator(ctx.seed, _SEED_SALT, ctx.device)
 
     def after_backward(self, model: TaskModel) -> None:
         p = self.config.p

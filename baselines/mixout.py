@@ -42,6 +42,7 @@ from regbench.harness.method import (
     MethodConfig,
     TrainContext,
     hparam,
+    private_generator,
     register_method,
 )
 from regbench.harness.model import TaskModel
@@ -106,7 +107,7 @@ class MixoutPlug:
 
 
 def mixout_generator(seed: int, device: torch.device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed ^ _SEED_SALT)
+    return private_generator(seed, _SEED_SALT, device)
 
 
 def apply_mixout(model: nn.Module, p: float, generator: torch.Generator) -> MixoutPlug:

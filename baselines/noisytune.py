@@ -38,6 +38,7 @@ from regbench.harness.method import (
     MethodConfig,
     TrainContext,
     hparam,
+    private_generator,
     register_method,
 )
 from regbench.harness.model import TaskModel
@@ -78,7 +79,7 @@ class NoisyTune(Method):
 
     def prepare(self, ctx: TrainContext) -> None:
         super().prepare(ctx)
-        generator = torch.Generator().manual_seed(ctx.seed ^ _SEED_SALT)
+        generator = private_generator(ctx.seed, _SEED_SALT)
         for param in self.perturbed(ctx.model):
             perturb_(param, self.config.noise_lambda, generator)
 

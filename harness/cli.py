@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
     val.set_defaults(handler=_cmd_validate)
     _add_grid(sub)
+    _add_check_method(sub)
     _add_leaderboard(sub)
     return parser
 
@@ -75,6 +76,26 @@ def _add_grid(sub: Any) -> None:
                                               "when --workers > 1)")
     bench.add_argument("--no-track", action="store_true", help="records only, no MLflow runs")
     bench.set_defaults(handler=_cmd_bench)
+
+
+def _add_check_method(sub: Any) -> None:
+    p = sub.add_parser("check-method", help="run the conformance suite on a registered method (yours too)")
+    p.add_argument("name", help="method name (built-in or registered through the regbench.methods entry points)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a method hyperparameter")
+    p.add_argument("--golden-dir", help="where the method's golden-loss file lives (default: tests/conformance/golden)")
+    p.set_defaults(handler=_cmd_check_method)
+
+
+def _cmd_check_method(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .conformance import format_report, run_all
+    from .method import METHODS
+
+    name = METHODS.get(args.name).name  # unknown names: one line with "did you mean"
+    results = run_all(name, _parse_params(args.param), Path(args.golden_dir) if args.golden_dir else None)
+    print(format_report(results))
+    return 0 if all(r.passed for r in results) else 1
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:

@@ -127,6 +127,12 @@ class Method:
         return []
 
 
+def private_generator(seed: int, salt: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A method's own random stream (``seed ^ salt``): drawing from it never shifts the global stream that drives
+    dropout, so a method's masks, noise or initialisation leave the rest of the run unchanged."""
+    return torch.Generator(device=device).manual_seed(seed ^ salt)
+
+
 def decay_groups(named_params: Iterable[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: biases and LayerNorm weights get no decay (the BERT fine-tuning convention)."""
     decay, no_decay = [], []

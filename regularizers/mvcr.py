@@ -47,6 +47,7 @@ from regbench.harness.method import (
     MethodConfig,
     TrainContext,
     hparam,
+    private_generator,
     register_method,
 )
 from regbench.harness.model import TaskModel, TaskOutput
@@ -136,7 +137,7 @@ class MVCR(Method):
         fraction = cfg.warmup_fraction_token if token else cfg.warmup_fraction_sequence
         self.warmup = max(self._added, warmup_epochs(self._base, fraction, cfg.min_warmup_epochs))
         self._flags = [(p, p.requires_grad) for p in model.parameters()]
-        generator = torch.Generator().manual_seed(ctx.seed ^ _SEED_SALT)
+        generator = private_generator(ctx.seed, _SEED_SALT)
         self.plugs = [self._plug(output, ctx.seed, i, generator) for i, output in self._ffn_outputs(model)]
         params = self.ae_parameters()
         self.ae_optimizer = torch.optim.AdamW(params, lr=ctx.lr * cfg.ae_lr_multiplier,

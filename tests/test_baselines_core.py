@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from regbench.harness.api import run
-from regbench.harness.conformance import synthetic_data, synthetic_task
 from regbench.harness.method import get_method
 from regbench.harness.model import TINY_MODEL, TaskModel, load_pretrained
+from regbench.harness.probe import synthetic_data, synthetic_task
 from regbench.harness.train import TrainConfig, train
 
 METHODS = ("lp-ft", "l2-sp", "smart", "r3f", "r4f", "freeze")

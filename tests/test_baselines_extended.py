@@ -15,10 +15,10 @@ from regbench.baselines.child_tuning import fisher_information, masked_parameter
 from regbench.baselines.mixout import MixLinear, apply_mixout
 from regbench.harness import batching
 from regbench.harness.api import run
-from regbench.harness.conformance import synthetic_data, synthetic_task
 from regbench.harness.errors import ConfigError
 from regbench.harness.method import Method, TrainContext, get_method
 from regbench.harness.model import TINY_MODEL, TaskModel, load_pretrained
+from regbench.harness.probe import synthetic_data, synthetic_task
 from regbench.harness.train import TrainConfig, train
 
 METHODS = ("mixout", "childtuning-d", "childtuning-f", "noisytune", "llrd", "reinit", "mvcr+mixout")

@@ -10,7 +10,7 @@ from regbench.harness.cli import main
 TINY_RUN = ["run", "--model", "tiny-random-bert", "--train-size", "16", "--epochs", "1", "--max-test", "20", "--no-track"]
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["ls"], ["validate"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["ls"], ["validate"], ["plan"], ["bench"], ["check-method"]])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
@@ -93,3 +93,11 @@ def test_missing_data_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "glue/sst2/train.parquet" in err and "is missing" in err
     assert not out_dir.exists()
+
+
+def test_check_method_runs_the_conformance_suite(capsys):
+    assert main(["check-method", "STD"]) == 0
+    assert "6/6 checks passed" in capsys.readouterr().out
+    assert main(["check-method", "stdd"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("regbench: error: unknown method 'stdd'; did you mean") and len(err.splitlines()) == 1

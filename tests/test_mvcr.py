@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModel, BertConfig
 
-from regbench.harness import conformance, records
+from regbench.harness import probe, records
 from regbench.harness.api import run
 from regbench.harness.errors import ConfigError
 from regbench.harness.method import TrainContext, get_method
@@ -130,7 +130,7 @@ def test_unplug_leaves_the_plain_architecture():
 
 
 def test_warmup_trains_only_the_autoencoders():
-    task, data = conformance.synthetic_task("classification"), conformance.synthetic_data("classification")
+    task, data = probe.synthetic_task("classification"), probe.synthetic_data("classification")
     pretrained = load_pretrained("tiny-random-bert")
     torch.manual_seed(0)
     model = TaskModel(pretrained, task.type, task.num_labels, head_seed=0)

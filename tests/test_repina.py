@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from regbench.harness import batching
-from regbench.harness.conformance import Probe, synthetic_data, synthetic_task
 from regbench.harness.method import TrainContext, get_method
 from regbench.harness.model import TaskModel, load_pretrained
+from regbench.harness.probe import Probe, synthetic_data, synthetic_task
 from regbench.regularizers.repina import Projection
 
 TYPES = ("classification", "regression", "token_classification")
