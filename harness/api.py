@@ -205,7 +205,10 @@ def build_record(config: RunConfig, task: TaskSpec, method_name: str, run_config
         "run_id": run_key, "cell_key": cell_key, "task": task.name, "method": method_name, "seed": config.seed,
         "seeds": seeds, "status": result.status, "error": result.error, "config": run_config,
         "mlflow_run_id": mlflow_run_id, "profile": config.profile, "phase": phase, "size": data_info["size"],
-        "noise": {"type": noise["type"], "rate": config.noise_rate, "realised_rate": noise["realised_rate"],
+        # type: the grid's axis as asked (symmetric/asymmetric); rule: how it applied to this task type (a
+        # regression task gets Gaussian noise), so the leaderboard groups one noise level across task types
+        "noise": {"type": config.noise_type if config.noise_rate else "none", "rule": noise["type"],
+                  "rate": config.noise_rate, "realised_rate": noise["realised_rate"],
                   "flipped_sha256": noise["flipped_sha256"]},
         "params": run_config["method"]["params"] | {"lr": config.train.lr},
     }

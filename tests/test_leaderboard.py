@@ -198,3 +198,10 @@ def test_build_logs_artifacts_to_mlflow(tmp_path: Path) -> None:
     again = build_leaderboard(tmp_path / "records", tmp_path / "out", "synth", tracking_uri=uri)
     assert again["mlflow_run_id"] == summary["mlflow_run_id"]  # regeneration reattaches the same run
     shutil.rmtree(tmp_path / "out")
+
+
+def test_importance_is_empty_when_every_trial_scored_the_same():
+    from regbench.harness.leaderboard.importance import importances
+
+    trials = [{"state": "COMPLETE", "value": 0.5, "params": {"lr": lr}} for lr in (1e-5, 1e-4, 3e-4)]
+    assert importances(trials) == {}

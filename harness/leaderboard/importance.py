@@ -41,8 +41,8 @@ def importances(trials: list[dict[str, Any]]) -> dict[str, float]:
     names = sorted({k for t in done for k in t["params"]})
     varying = [n for n in names if len({str(t["params"].get(n)) for t in done}) > 1
                and all(n in t["params"] for t in done)]
-    if len(done) < 2 or not varying:
-        return {}
+    if len(done) < 2 or not varying or len({float(t["value"]) for t in done}) < 2:
+        return {}  # fANOVA needs the score to vary (two trials with equal dev scores happen in few-shot cells)
     dists = {n: _distribution([t["params"][n] for t in done]) for n in varying}
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory" for every cell
     study = optuna.create_study(direction="maximize")
