@@ -205,3 +205,13 @@ def test_importance_is_empty_when_every_trial_scored_the_same():
 
     trials = [{"state": "COMPLETE", "value": 0.5, "params": {"lr": lr}} for lr in (1e-5, 1e-4, 3e-4)]
     assert importances(trials) == {}
+
+
+def test_tasks_tested_on_a_held_out_training_sample_are_marked():
+    import pandas as pd
+
+    from regbench.harness.leaderboard.tables import _marks
+
+    block = pd.DataFrame({"task": ["mnli", "sst2", "wnli"], "exclude_from_average": [False, False, True],
+                          "heldout_test": [True, False, False]})
+    assert [_marks(block, t) for t in ("mnli", "sst2", "wnli")] == ["‡", "", "†"]

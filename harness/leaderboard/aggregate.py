@@ -44,6 +44,7 @@ def cell_stats(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append({
             "size": size, "noise": noise, "task": task, "method": method, "family": group["family"].iloc[0],
             "exclude_from_average": bool(group["exclude_from_average"].iloc[0]),
+            "heldout_test": bool(group["heldout_test"].iloc[0]),
             "seeds": int(group["seed"].nunique()), "expected_seeds": expected[(size, noise, task)],
             "mean": mean, "std": std, "ci_low": low, "ci_high": high,
             "mean_ok": stats.mean_std(group.loc[group["status"] == "ok", "primary"].to_numpy(float))[0],

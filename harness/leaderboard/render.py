@@ -18,7 +18,7 @@ LATEX_MARKS = {1: r"$^{\blacktriangle}$", -1: r"$^{\blacktriangledown}$"}
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "±": r"$\pm$", "—": "--",
-                  "Δ": r"$\Delta$", "≥": r"$\geq$", "×": r"$\times$", "†": r"$^\dagger$",
+                  "Δ": r"$\Delta$", "≥": r"$\geq$", "×": r"$\times$", "†": r"$^\dagger$", "‡": r"$^\ddagger$",
                   "α": r"$\alpha$", "▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$"}
 
 

@@ -91,7 +91,8 @@ def main_table(cells: pd.DataFrame, summary: pd.DataFrame, size: str, noise: str
     table = Table(f"main-{slug(size)}-{slug(noise)}", f"{size}, {noise}", ["Method", *tasks, "Average", "Avg. rank"],
                   families=["", *[fam[t] for t in tasks], "", ""],
                   note="mean ± std over seeds, ×100; ▲/▼ significantly better/worse than STD (paired t-test, "
-                       "Holm across tasks, p < 0.05); [n/m] incomplete: n of m seeds; † excluded from averages")
+                       "Holm across tasks, p < 0.05); [n/m] incomplete: n of m seeds; † excluded from averages; "
+                       "‡ test set is a held-out part of the task's training sample, not its official test split")
     for m in methods:
         row = [Cell(m, m)]
         for t in tasks:
@@ -102,12 +103,13 @@ def main_table(cells: pd.DataFrame, summary: pd.DataFrame, size: str, noise: str
         row.append(Cell("—" if rank is None else f"{rank:.2f}", rank, m in best_rank))
         table.rows.append(row)
         table.row_filters.append({"size": size, "noise": noise, "family": ""})
-    table.columns = ["Method", *[t + ("†" if by_excluded(block, t) else "") for t in tasks], "Average", "Avg. rank"]
+    table.columns = ["Method", *[t + _marks(block, t) for t in tasks], "Average", "Avg. rank"]
     return table
 
 
-def by_excluded(block: pd.DataFrame, task: str) -> bool:
-    return bool(block.loc[block["task"] == task, "exclude_from_average"].any())
+def _marks(block: pd.DataFrame, task: str) -> str:
+    rows = block.loc[block["task"] == task]
+    return ("†" if rows["exclude_from_average"].any() else "") + ("‡" if rows["heldout_test"].any() else "")
 
 
 def _score_cell(row: Any, bold: bool) -> Cell:
