@@ -122,10 +122,11 @@ def cell_key(profile: Profile, base: api.RunConfig, model_checksum: str) -> str:
     return api._hash(described)
 
 
-def _data_hashes(task: Any, config: api.RunConfig) -> dict[str, str]:
+def _data_hashes(task: Any, config: api.RunConfig) -> list[str]:
+    """Content hashes of the data files, not their paths: the same data under another --data-dir (another machine,
+    CI) gives the same cell keys, so studies and records resume there."""
     pool, test, _ = api.prepare_pool(task, config, load_pretrained(config.model).tokenizer)
-    sources = sorted({pool.source, test.source})
-    return {s: (records.file_sha256(s) if Path(s).exists() else s) for s in sources}
+    return sorted(records.file_sha256(s) if Path(s).exists() else s for s in {pool.source, test.source})
 
 
 # ---- running ------------------------------------------------------------------------------------------------------
@@ -191,7 +192,7 @@ def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
         ran = tune.tune(study, profile.trials, space, _objective(ctx, base, cell, parent.run_id), bar.update)
         tuning = tune.summary(study)
         best = tuning["best_params"] or {"lr": base.train.lr}
-        finals = [_final_run(ctx, base, cell, best, seed, parent.run_id, bar) for seed in profile.seeds]
+        finals = [_final_or_error(ctx, base, cell, best, seed, parent.run_id, bar) for seed in profile.seeds]
         summary = _cell_summary(cell, profile, tuning, finals, time.perf_counter() - start, ran)
         _log_cell(parent, summary)
     _write_json(ctx.out_dir / "cells" / cell.task / cell.method.replace("+", "p") / f"{cell.key}.json", summary)
@@ -218,6 +219,19 @@ def _objective(ctx: GridContext, base: api.RunConfig, cell: Cell, parent_id: str
         return tune.TrialOutcome(value, info.get("stopped_at_epoch") is not None, int(info["steps"]),
                                  float(info["wall_seconds"]), record["run_info"].get("error"))
     return objective
+
+
+def _final_or_error(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str, Any], seed: int,
+                    parent_id: str | None, bar: Any) -> dict[str, Any]:
+    """A final run; a configuration this model cannot take (e.g. re-init of more layers than it has, when every
+    trial failed the same way) is reported in the cell summary and the grid goes on: no record, so the leaderboard
+    shows the cell as incomplete."""
+    try:
+        return _final_run(ctx, base, cell, best, seed, parent_id, bar)
+    except RegbenchError as err:
+        tqdm.write(f"{cell.name} seed {seed}: {err}")
+        bar.update(1)
+        return {"seed": seed, "run_id": None, "status": "error", "error": str(err), "record": None}
 
 
 def _final_run(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str, Any], seed: int,

@@ -114,7 +114,7 @@ def summary_table(out_dir: str | Path) -> pd.DataFrame:
                      "trials": cell["n_complete"] + cell["n_pruned"], "pruned": cell["n_pruned"],
                      "best_dev": cell["best_value"], "test_mean": tests.mean(), "test_std": tests.std(),
                      "seeds": int(tests.notna().sum()),
-                     "failed": sum(f["status"] in ("failed", "diverged") for f in cell["finals"]),
+                     "failed": sum(f["status"] in ("failed", "diverged", "error") for f in cell["finals"]),
                      "minutes": cell["wall_seconds"] / 60,
                      "best_params": ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                               for k, v in sorted((cell["best_params"] or {}).items()))})

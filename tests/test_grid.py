@@ -222,3 +222,34 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, data_dir):
     assert seeds == {1: 1, 2: 1}
     runs = _mlflow_runs(out, "regbench-grid")
     assert len({r.data.tags[tracking.KEY_TAG] for r in runs}) == len(runs)
+
+
+class RejectsThisModel(Method):
+    """Test-only method: every configuration is impossible for the model (as re-init of too many layers is)."""
+
+    name = "reject-test"
+
+    def prepare(self, ctx):
+        raise ConfigError("reject-test: this model cannot take it")
+
+
+def test_a_configuration_the_model_cannot_take_does_not_stop_the_grid(tmp_path, data_dir):
+    register_method(RejectsThisModel)
+    try:
+        profile = load_profile(str(write_profile(tmp_path, methods=["reject-test", "std"], seeds=[1])))
+        out = tmp_path / "out"
+        grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False)
+    finally:
+        METHODS.unregister("reject-test")
+    assert [r["run_info"]["method"] for r in records_of(out)] == ["std"]
+    cell = next((out / "cells" / "sst2" / "reject-test").glob("*.json")).read_text()
+    assert '"status": "error"' in cell and "cannot take it" in cell
+
+
+def test_cell_keys_do_not_depend_on_where_the_data_lives(tmp_path, data_dir):
+    import shutil
+
+    copy = tmp_path / "mirror"
+    shutil.copytree(Path(data_dir) / "glue" / "sst2", copy / "glue" / "sst2")
+    profile = parse_profile(BASE, "t")
+    assert [c.key for c in grid.plan_cells(profile, str(copy))] == [c.key for c in grid.plan_cells(profile, data_dir)]
