@@ -25,7 +25,11 @@ Design choices (METHODS.md leaves these to us):
   ``fisher_grad_clip`` before squaring (the reference clips each tensor to ``max_grad_norm`` = 1; 0 = no clip).
   The top-``p`` selection is exact (``topk``: exactly ``round(p·n)`` entries, ties broken arbitrarily), where the
   reference's ``>= percentile`` may keep a few more on ties.
-- F's masks come from the method's own generator on the run's device, seeded from the run seed.
+- F's masks come from the method's own generator on the run's device, seeded from the run seed. Each mask entry is
+  one random byte compared with ``round(256·p)``: one 64-bit draw gives eight entries, where ``bernoulli_`` makes a
+  float per entry — on this 2-core CPU that cut the mask cost per step (17.7M MiniLM layer entries) from ~155 ms
+  to ~29 ms. The keep probability is therefore ``p`` rounded to a multiple of 1/256 (at most 0.002 off), and kept
+  entries are rescaled by the inverse of that realised probability, so the expected gradient is still unchanged.
 - ``p`` (the reserve fraction) is searched in ``[0.1, 0.5]``; default 0.3, the midpoint.
 """
 
@@ -52,7 +56,8 @@ from regbench.harness.method import (
 from regbench.harness.model import TaskModel
 
 __all__ = ["ChildTuningConfig", "ChildTuningD", "ChildTuningDConfig", "ChildTuningF", "fisher_information",
-           "masked_parameters", "top_fraction_masks"]
+           "keep_threshold", "masked_parameters", "random_bytes",
+           "top_fraction_masks"]
 
 SCOPES = ("layers", "encoder")
 _SEED_SALT = 0x0C71
@@ -181,8 +186,20 @@ class ChildTuningF(_ChildTuning):
         self.generator = private_generator(ctx.seed, _SEED_SALT, ctx.device)
 
     def after_backward(self, model: TaskModel) -> None:
-        p = self.config.p
+        threshold = keep_threshold(self.config.p)
         for param in self.params.values():
             if param.grad is not None:
-                mask = torch.empty_like(param.grad).bernoulli_(p, generator=self.generator)
-                param.grad.mul_(mask / p)
+                keep = random_bytes(param.grad.numel(), self.generator).view_as(param.grad) < threshold
+                param.grad.mul_(keep).mul_(256 / threshold)
+
+
+def keep_threshold(p: float) -> int:
+    """A byte below this keeps its entry: probability ``threshold / 256``, the closest to ``p`` (at least 1/256)."""
+    return min(256, max(1, round(256 * p)))
+
+
+def random_bytes(n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` uniform random bytes (uint8) on the generator's device, eight from each 64-bit draw."""
+    words = torch.randint(-(2**63), 2**63 - 1, (-(-n // 8),), dtype=torch.int64, generator=generator,
+                          device=generator.device)
+    return words.view(torch.uint8)[:n]

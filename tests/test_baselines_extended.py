@@ -175,11 +175,22 @@ def test_childtuning_f_masks_freshly_each_step_and_rescales_by_one_over_p():
             param.grad = torch.full_like(param, 2.0)
         method.after_backward(model)
         grads = torch.cat([param.grad.flatten() for n, param in model.named_parameters() if n.startswith("encoder.")])
-        assert torch.isclose(grads[grads != 0], torch.tensor(2.0 / p)).all()
+        assert torch.isclose(grads[grads != 0], torch.tensor(2.0 * 256 / 77)).all()  # p = 0.3 → 77/256 kept
         assert abs(float((grads != 0).float().mean()) - p) < 0.01
         masks.append(grads != 0)
         assert torch.equal(model.head.weight.grad, torch.full_like(model.head.weight, 2.0))
     assert not torch.equal(masks[0], masks[1])
+
+
+def test_childtuning_f_random_bytes_are_uniform_and_thresholds_round_p():
+    from regbench.baselines.child_tuning import keep_threshold, random_bytes
+
+    assert [keep_threshold(p) for p in (0.3, 0.5, 0.001, 1.0)] == [77, 128, 1, 256]
+    draws = random_bytes(1_000_001, torch.Generator().manual_seed(0))
+    assert draws.dtype == torch.uint8 and draws.numel() == 1_000_001
+    counts = torch.bincount(draws.long(), minlength=256).float()
+    assert float((counts / counts.mean() - 1).abs().max()) < 0.05  # ~3906 per value: 5% is > 3 standard deviations
+    assert not torch.equal(draws[:8], random_bytes(8, torch.Generator().manual_seed(1)))
 
 
 # ---- NoisyTune -------------------------------------------------------------------------------------------------
