@@ -71,7 +71,8 @@ def template(profile: Profile, task: str, size: str, noise: float, method: str, 
         max_test_examples=profile.max_test_examples, max_length=profile.max_length, seed=profile.first_seed,
         dropout=profile.dropout, train=profile.train_config(), data_dir=data_dir, out_dir=str(out_dir),
         tracking_uri=tracking_uri, experiment=experiment_name(profile), track=track, noise_rate=float(noise),
-        noise_type=profile.noise_type if noise else "symmetric", profile=profile.name)
+        noise_type=profile.noise_type if noise else "symmetric", profile=profile.name, ood=profile.ood,
+        collapse=profile.collapse)
 
 
 def with_params(config: api.RunConfig, params: dict[str, Any], **changes: Any) -> api.RunConfig:

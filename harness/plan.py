@@ -4,7 +4,10 @@ The estimate is a cost model calibrated on this project's reference machine (2 C
 example costs ``A + B·L`` seconds to evaluate at average token length ``L`` (fitted to 176 ex/s on SST-2 and 60 ex/s on
 RTE) and ``TRAIN_FACTOR`` times that to train (42 samples/s on SST-2), scaled by the model's size relative to MiniLM
 and by a method's ``relative_step_cost`` (SMART ≈ 3, R3F ≈ 2; default 1). A trial trains the full epochs (pruning
-only makes it cheaper) and evaluates dev every epoch; a final run adds the test set. Other hardware: pass
+only makes it cheaper) and evaluates dev every epoch; a final run adds the test set and its post-training extras
+(profile keys ``ood``/``collapse``): a forward over each capped OOD set at its own token length, and the collapse
+probes (fine-tuned and pretrained encoders over the probe set and the transfer task's train/test sets, both at the
+transfer task's length). Other hardware: pass
 ``--speed`` (e.g. 10 for a GPU that is ten times faster) — the plan prints its assumptions.
 """
 
@@ -22,6 +25,7 @@ from regbench.benchmarks.taskspec import get_task
 from . import api
 from .grid import Cell, plan_cells
 from .method import METHODS
+from .extras import OOD_MAX_EXAMPLES, PROBE_EXAMPLES, TRANSFER_K, TRANSFER_TASKS, TRANSFER_TEST_EXAMPLES
 from .model import load_pretrained
 from .profiles import Profile
 
@@ -57,8 +61,7 @@ def estimate(profile: Profile, data_dir: str | None = None, speed: float = 1.0) 
 
 def _estimate_cell(profile: Profile, cell: Cell, tokenizer: Any, scale: float, data_dir: str | None) -> CellEstimate:
     task = get_task(cell.task)
-    config = api.RunConfig(task=task.name, max_length=profile.max_length, data_dir=data_dir)
-    pool, test, _ = api.prepare_pool(task, config, tokenizer)
+    pool, test, _ = api.prepare_pool(task, _config(profile, task.name, data_dir), tokenizer)
     size = parse_size(cell.size)
     if size.per_class:
         train = dev = size.per_class * task.num_labels
@@ -66,15 +69,45 @@ def _estimate_cell(profile: Profile, cell: Cell, tokenizer: Any, scale: float, d
         dev = profile.dev_size or default_dev_size(len(pool), size.total)
         train = size.total or len(pool) - dev
     test_n = min(len(test), profile.max_test_examples or len(test))
-    tokens = sum(len(f["input_ids"]) for f in pool.features[:2000]) / max(1, min(2000, len(pool)))
-    per_example = (EVAL_SECONDS_PER_EXAMPLE + EVAL_SECONDS_PER_TOKEN * tokens) * scale
+    tokens = _mean_tokens(pool.features)
+    per_example = _eval_seconds(tokens, scale)
     method_cls = METHODS.get(cell.method)
     method = method_cls.from_params(profile.method_params.get(cell.method, {}))
     epochs = method.num_epochs(profile.epochs)
     cost = float(method_cls.relative_step_cost)
     trial = RUN_OVERHEAD_SECONDS + epochs * (train * per_example * TRAIN_FACTOR * cost + dev * per_example)
-    final = trial + test_n * per_example
+    final = trial + test_n * per_example + _extras_seconds(profile, task, tokenizer, scale, data_dir, test_n, tokens)
     return CellEstimate(cell, train, dev, test_n, tokens, trial, final)
+
+
+def _mean_tokens(features: list[dict[str, Any]]) -> float:
+    return sum(len(f["input_ids"]) for f in features[:2000]) / max(1, min(2000, len(features)))
+
+
+def _eval_seconds(tokens: float, scale: float) -> float:
+    return (EVAL_SECONDS_PER_EXAMPLE + EVAL_SECONDS_PER_TOKEN * tokens) * scale
+
+
+def _extras_seconds(profile: Profile, task: Any, tokenizer: Any, scale: float, data_dir: str | None,
+                    test_n: int, tokens: float) -> float:
+    """Forward passes of a final run's OOD scoring and collapse probes (harness/extras.py), at their lengths."""
+    cap = profile.max_test_examples or math.inf
+    seconds = 0.0
+    if profile.ood:
+        for spec in (task.ood or {}).values():
+            _, test, _ = api.prepare_pool(get_task(spec["task"]), _config(profile, spec["task"], data_dir), tokenizer)
+            seconds += min(OOD_MAX_EXAMPLES, cap, len(test)) * _eval_seconds(_mean_tokens(test.features), scale)
+    if profile.collapse:  # both encoders (fine-tuned, pretrained) over the probe set and the transfer task's sets
+        other = next(t for t in TRANSFER_TASKS if t != task.name)
+        _, test, _ = api.prepare_pool(get_task(other), _config(profile, other, data_dir), tokenizer)
+        transfer = TRANSFER_K * get_task(other).num_labels + min(TRANSFER_TEST_EXAMPLES, cap, len(test))
+        seconds += 2 * (min(PROBE_EXAMPLES, test_n) * _eval_seconds(tokens, scale)
+                        + transfer * _eval_seconds(_mean_tokens(test.features), scale))
+    return seconds
+
+
+def _config(profile: Profile, task: str, data_dir: str | None) -> api.RunConfig:
+    return api.RunConfig(task=task, max_length=profile.max_length, data_dir=data_dir)
 
 
 def plan_table(profile: Profile, estimates: list[CellEstimate]) -> pd.DataFrame:

@@ -44,6 +44,8 @@ KEYS = {
     "train": "other TrainConfig settings (lr is tuned): weight_decay, warmup_ratio, ...",
     "dropout": "dropout of the encoder and the head",
     "pooling": "mean | cls | pooler (default: the model's)",
+    "ood": "final runs score the tasks' out-of-distribution test sets (true | false; default true)",
+    "collapse": "final runs measure representation collapse: CKA, effective rank, probe transfer (default true)",
 }
 
 
@@ -72,6 +74,8 @@ class Profile:
     train: dict[str, Any] = field(default_factory=dict)
     dropout: float = 0.1
     pooling: str | None = None
+    ood: bool = True
+    collapse: bool = True
 
     def train_config(self) -> TrainConfig:
         return dataclasses.replace(TrainConfig(), epochs=self.epochs, batch_size=self.batch_size, **self.train)
@@ -176,6 +180,9 @@ def _check(profile: Profile, where: str) -> None:
         parse_size(size)
     for task in profile.tasks:
         get_task(task)
+    for key in ("ood", "collapse"):
+        if not isinstance(getattr(profile, key), bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {getattr(profile, key)!r}")
     if not isinstance(profile.trials, int) or profile.trials < 1:
         raise ConfigError(f"{where}: trials must be an integer ≥ 1, got {profile.trials!r}")
     if any(not isinstance(s, int) for s in profile.seeds) or len(set(profile.seeds)) != len(profile.seeds):

@@ -53,6 +53,7 @@ def test_shipped_profiles_load_and_include_std():
     ({"epoch": 3}, "unknown key 'epoch'; did you mean 'epochs'"),
     ({"search_space": {"std": {"lr": {"low": 1e-3, "high": 1e-5, "log": True}}}}, "low 0.001 is greater than high"),
     ({"sizes": ["k0"]}, "at least 1 example"),
+    ({"ood": "yes"}, "ood must be true or false"),
 ])
 def test_bad_profiles_fail_with_one_line_before_any_run(tmp_path, change, message, capsys):
     path = write_profile(tmp_path, **change)
@@ -87,6 +88,18 @@ def test_plan_marks_cells_a_task_cannot_serve(tmp_path, data_dir, capsys):
     out = capsys.readouterr().out
     assert "n/a: per-class size k8 needs a classification task" in out
     assert "3 runnable, 1 n/a" in out and "estimated cost" in out
+
+
+def test_plan_counts_post_training_extras_and_the_profile_can_turn_them_off(data_dir, tmp_path):
+    from regbench.harness import plan
+
+    with_extras = parse_profile(BASE, "t")
+    without = parse_profile({**BASE, "ood": False, "collapse": False}, "t")
+    on, off = plan.estimate(with_extras, data_dir)[0], plan.estimate(without, data_dir)[0]
+    assert on.trial_seconds == off.trial_seconds and on.final_seconds > off.final_seconds  # SST-2 has OOD sets
+    config = grid.template(without, "sst2", "n16", 0.0, "std", tmp_path, None)
+    assert (config.ood, config.collapse) == (False, False)
+    assert grid.template(with_extras, "sst2", "n16", 0.0, "std", tmp_path, None).ood
 
 
 def test_interrupted_study_tops_up_to_exactly_the_budget(tmp_path):

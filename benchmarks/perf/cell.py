@@ -46,7 +46,8 @@ from regbench.harness.profiles import parse_profile
 hf_logging.set_verbosity_error()
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 PROFILE = {"model": "minilm", "tasks": ["sst2"], "sizes": ["k16"], "noise": [0.0], "seeds": [1, 2, 3],
-           "methods": ["std"], "trials": 4, "pruner": "median", "epochs": 10, "batch_size": 8, "max_length": 128}
+           "methods": ["std"], "trials": 4, "pruner": "median", "epochs": 10, "batch_size": 8, "max_length": 128,
+           "ood": False, "collapse": False}  # the Trainer path has no post-training extras: compare like with like
 
 
 def regbench_cell(out: Path, trials: int = 4, pruner: str = "median", seeds: tuple[int, ...] = (1, 2, 3)) -> dict:

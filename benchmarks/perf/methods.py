@@ -21,6 +21,7 @@ Variants are interleaved across ``--repeats`` (≥ 5 for reported numbers) and t
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing
 import os
 import platform
@@ -103,7 +104,11 @@ def measure(variant: Variant, features: list[dict], device: str, precision: str)
                    pretrained.tokenizer.pad_token_id)
     steps = -(-len(features) // BATCH)
     infer = inference_seconds(model, features, resolve_device(device)) / steps
-    return Sample(result.epoch_seconds[-1] / steps, infer, result.peak_memory_mb, cache.get("per_1k_mb"))
+    sample = Sample(result.epoch_seconds[-1] / steps, infer, result.peak_memory_mb, cache.get("per_1k_mb"))
+    method.finalize = finalize  # break the method ↔ wrapper cycle: it kept every run's model alive until a gen-2 gc
+    del model, method, result
+    gc.collect()  # and any other cycle: memory growth across measurements slowed the later ones (seen: 13 GB)
+    return sample
 
 
 @torch.inference_mode()
