@@ -73,8 +73,15 @@ def _git_state() -> dict[str, Any]:
         return unknown
     lines = status.stdout.splitlines()
     sha = next((line.split()[2] for line in lines if line.startswith("# branch.oid ")), None)
-    return {"sha": None if sha in (None, "(initial)") else sha,
-            "dirty": any(line and not line.startswith("#") for line in lines)}
+    return {"sha": None if sha in (None, "(initial)") else sha, "dirty": any(_changes_code(line) for line in lines)}
+
+
+def _changes_code(status_line: str) -> bool:
+    """A porcelain-v2 line that makes the tree differ from its SHA: any tracked change, any untracked file except
+    the outputs regbench writes under results/ (a grid's own records must not mark the grid's later runs dirty)."""
+    if not status_line or status_line.startswith("#"):
+        return False
+    return not (status_line.startswith("? ") and status_line[2:].startswith("results/"))
 
 
 def _version(package: str) -> str | None:

@@ -190,3 +190,10 @@ def test_compact_predictions() -> None:
         records.compact_predictions([0], [1], "probs")
     with pytest.raises(ValueError, match="2 ids but 1 predictions"):
         records.compact_predictions([0, 1], [1], "label")
+
+
+def test_a_grids_own_outputs_do_not_mark_the_code_dirty():
+    assert not records._changes_code("# branch.oid 0123abcd")
+    assert not records._changes_code("? results/quick/")  # the grid's records, written while it runs
+    assert records._changes_code("? baselines/my_method.py")  # new code is a change
+    assert records._changes_code("1 .M N... 100644 100644 100644 0123 4567 harness/train.py")
