@@ -106,7 +106,7 @@ class R3FConfig(MethodConfig):
 @register_method
 class R3F(Method):
     name = "r3f"
-    relative_step_cost = 2.0  # a second forward/backward per step; for `regbench plan` until measured
+    relative_step_cost = 1.9  # a second forward/backward per step, measured 1.94× (perf/methods.md)
     summary = "Aghajanyan et al. 2021: symmetric KL between clean and token-embedding-noised outputs"
     config_class = R3FConfig
 

@@ -74,7 +74,7 @@ class SmartConfig(MethodConfig):
 @register_method
 class Smart(Method):
     name = "smart"
-    relative_step_cost = 3.0  # three passes per step (METHODS.md); for `regbench plan` until benchmarks/perf measures it
+    relative_step_cost = 2.6  # three passes per step, measured 2.57× (perf/methods.md)
     summary = "Jiang et al. 2020: one L∞-normalised ascent step on embedding noise, symmetric-KL smoothness loss"
     config_class = SmartConfig
 

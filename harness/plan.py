@@ -23,9 +23,9 @@ from regbench.benchmarks.fewshot import default_dev_size, parse_size
 from regbench.benchmarks.taskspec import get_task
 
 from . import api
+from .extras import OOD_MAX_EXAMPLES, PROBE_EXAMPLES, TRANSFER_K, TRANSFER_TASKS, TRANSFER_TEST_EXAMPLES
 from .grid import Cell, plan_cells
 from .method import METHODS
-from .extras import OOD_MAX_EXAMPLES, PROBE_EXAMPLES, TRANSFER_K, TRANSFER_TASKS, TRANSFER_TEST_EXAMPLES
 from .model import load_pretrained
 from .profiles import Profile
 

@@ -107,6 +107,7 @@ def warmup_epochs(base_epochs: int, fraction: float, minimum: int) -> int:
 @register_method
 class MVCR(Method):
     name = "mvcr"
+    relative_step_cost = 1.3  # HAE forward/backward + their own gradient pass: 1.34× (perf/methods.md)
     summary = "Liu et al. 2022: random hierarchical autoencoders in chosen layers, plugged out for inference"
     config_class = MVCRConfig
 

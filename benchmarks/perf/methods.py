@@ -106,7 +106,6 @@ def measure(variant: Variant, features: list[dict], device: str, precision: str)
     infer = inference_seconds(model, features, resolve_device(device)) / steps
     sample = Sample(result.epoch_seconds[-1] / steps, infer, result.peak_memory_mb, cache.get("per_1k_mb"))
     method.finalize = finalize  # break the method ↔ wrapper cycle: it kept every run's model alive until a gen-2 gc
-    del model, method, result
     gc.collect()  # and any other cycle: memory growth across measurements slowed the later ones (seen: 13 GB)
     return sample
 
