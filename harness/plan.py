@@ -6,8 +6,8 @@ RTE) and ``TRAIN_FACTOR`` times that to train (42 samples/s on SST-2), scaled by
 and by a method's ``relative_step_cost`` (SMART ≈ 3, R3F ≈ 2; default 1). A trial trains the full epochs (pruning
 only makes it cheaper) and evaluates dev every epoch; a final run adds the test set and its post-training extras
 (profile keys ``ood``/``collapse``): a forward over each capped OOD set at its own token length, and the collapse
-probes (fine-tuned and pretrained encoders over the probe set and the transfer task's train/test sets, both at the
-transfer task's length). Other hardware: pass
+probes (fine-tuned and pretrained encoders over the probe set at the task's length and the transfer task's train/test
+sets at theirs). Other hardware: pass
 ``--speed`` (e.g. 10 for a GPU that is ten times faster) — the plan prints its assumptions.
 """
 

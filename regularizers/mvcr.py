@@ -141,7 +141,7 @@ class MVCR(Method):
         generator = private_generator(ctx.seed, _SEED_SALT)
         self.plugs = [self._plug(output, ctx.seed, i, generator) for i, output in self._ffn_outputs(model)]
         params = self.ae_parameters()
-        # fused: the same update as the main optimiser's kernel, ~5× cheaper than the per-tensor loop on CPU here
+        # fused: the main optimiser's kernel, same update; measured here MVCR's step went 1.43× → 1.33× STD's
         self.ae_optimizer = torch.optim.AdamW(params, lr=ctx.lr * cfg.ae_lr_multiplier,
                                               weight_decay=cfg.ae_weight_decay,
                                               fused=ctx.device.type in ("cpu", "cuda"))
