@@ -16,7 +16,9 @@ Design choices (METHODS.md leaves these to us; each is a config field):
 - Its gradient α(w − w0) is added to the parameter gradients in ``after_backward`` (before clipping, exactly where a
   loss term's gradient would be), with multi-tensor ops instead of an autograd graph over every weight. The value
   (α/2)Σ‖w − w0‖² is still reported as the loss term ``l2sp`` (computed once per step under ``no_grad``; its
-  difference tensors are reused for the gradient). Parameters that get no task gradient this step (the pooler under
+  difference tensors are reused for the gradient). The differences go into buffers allocated once in ``prepare``:
+  a fresh ``_foreach_sub`` result (91 MB for MiniLM) costs page faults every step — measured here 45–53 ms per step
+  for the penalty with fresh tensors vs ~30 ms with the buffers, of STD's ~220 ms step. Parameters that get no task gradient this step (the pooler under
   mean/cls pooling) get no penalty gradient either, so they stay untouched exactly as under STD; they never leave
   w0, so their penalty is zero anyway.
 - α defaults to 0.01, the log-midpoint of the search range ``log[1e-4, 1]``. The decoupled PriorWD variant is not
@@ -68,6 +70,7 @@ class L2SP(Method):
         super().__init__(config)
         self.params: list[torch.nn.Parameter] = []
         self.anchors: list[torch.Tensor] = []
+        self._buffers: list[torch.Tensor] = []  # w − w0, rewritten every step
         self._diffs: list[torch.Tensor] | None = None
 
     @classmethod
@@ -80,6 +83,7 @@ class L2SP(Method):
             if self.config.penalize_bias_and_norm or not _is_no_decay(name):
                 self.params.append(param)
                 self.anchors.append(param.detach().clone())
+        self._buffers = [torch.empty_like(anchor) for anchor in self.anchors]
 
     def param_groups(self, model: TaskModel, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         # Encoder decay group first, then the rest's, then all no-decay parameters: the concatenated parameter order
@@ -93,7 +97,9 @@ class L2SP(Method):
 
     def loss(self, model: TaskModel, batch: dict[str, torch.Tensor], outputs: TaskOutput) -> dict[str, torch.Tensor]:
         with torch.no_grad():  # the weights do not change before after_backward: these differences serve both
-            self._diffs = torch._foreach_sub(self.params, self.anchors)
+            for buffer, param, anchor in zip(self._buffers, self.params, self.anchors, strict=True):
+                torch.sub(param, anchor, out=buffer)
+            self._diffs = self._buffers
             squared = torch.stack(torch._foreach_norm(self._diffs)).float().pow(2).sum()
         return {"l2sp": 0.5 * self.config.alpha * squared}
 
@@ -107,4 +113,4 @@ class L2SP(Method):
         self._diffs = None
 
     def finalize(self, model: TaskModel) -> None:
-        self.params, self.anchors, self._diffs = [], [], None  # release the pretrained copy
+        self.params, self.anchors, self._buffers, self._diffs = [], [], [], None  # release the pretrained copy

@@ -146,7 +146,7 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
             loss.backward()
             method.after_backward(model)
             if config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                clip_gradients(params, config.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -196,6 +196,19 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
 def _better(candidate: float, incumbent: float) -> bool:
     # Strictly better only: ties keep the earlier epoch (less training, the conservative choice). NaN never wins.
     return not math.isnan(candidate) and (math.isnan(incumbent) or candidate > incumbent)
+
+
+def clip_gradients(params: list[torch.nn.Parameter], max_norm: float) -> None:
+    """``clip_grad_norm_``, minus its multiply by 1.0 when nothing is clipped (bit-identical: x·1.0 = x).
+
+    PyTorch always multiplies to avoid a device sync; on the CPU the check is free, and the skipped pass over every
+    gradient was ~5 ms of a ~220 ms MiniLM step here. Elsewhere the stock behaviour is kept."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    total = torch.nn.utils.get_total_norm(grads)
+    if total.device.type != "cpu" or float(torch.clamp(max_norm / (total + 1e-6), max=1.0)) != 1.0:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
 
 
 def _build_optimizer(groups: list[dict[str, Any]], lr: float, device: torch.device) -> torch.optim.Optimizer:

@@ -19,7 +19,8 @@ Design choices (METHODS.md leaves these to us; each one is a config field where 
   and uncached targets differ only by float noise, because the padding of the batches differs.
 - The frozen copy stays alive for the whole run (it answers cache misses and the uncached mode) and is released in
   ``finalize``, with the cache and φ: nothing of REPINA is attached to the model, so the final model is plain.
-- λ defaults to 0.1, the log-midpoint of the search range ``log[1e-3, 10]``; λ = 0 reproduces STD bit for bit.
+- λ defaults to 0.1, the log-midpoint of the search range ``log[1e-3, 10]``; λ = 0 reproduces STD bit for bit
+  (the term is then detached: φ's all-zero gradients would change the rounding of the loop's clip norm).
 - REPINA_MLP: ``φ(z) = z + W₂ GELU(W₁ z + b₁) + b₂`` with hidden width = the model's hidden size (``phi_hidden``),
   W₁ ~ N(0, initializer_range) like BERT's own layers, W₂ and the biases zero, so φ starts as the identity. Its
   parameters come from a ``torch.Generator`` seeded from the run seed (so creating φ does not shift the global random
@@ -122,6 +123,8 @@ class RepinaI(Method):
             current = self.phi(current)
         distance = (current - target).pow(2).sum(-1).mean()
         self.logs["repina_distance"] = float(distance.detach())
+        if self.config.lam == 0:  # no gradient at all: zeros for φ would still enter the clip norm and its rounding
+            return {"repina": distance.detach() * 0.0}
         return {"repina": self.config.lam * distance}
 
     def finalize(self, model: TaskModel) -> None:

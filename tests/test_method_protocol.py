@@ -86,3 +86,32 @@ def test_decay_groups_exclude_bias_and_layernorm(tiny_config):
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
     assert len(decay["params"]) + len(no_decay["params"]) == sum(1 for _ in model.parameters())
     assert isinstance(decay["params"][0], torch.nn.Parameter)
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3])  # clipped, and not clipped (where the multiply is skipped)
+def test_clip_gradients_equals_clip_grad_norm_bit_for_bit(max_norm):
+    generator = torch.Generator().manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(5, 7, generator=generator)) for _ in range(3)]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for a, b in zip(ours, theirs, strict=True):
+        a.grad = torch.randn(a.shape, generator=generator)
+        b.grad = a.grad.clone()
+    ours.append(torch.nn.Parameter(torch.zeros(2)))  # a parameter without a gradient is ignored, as by PyTorch
+    train_module.clip_gradients(ours, max_norm)
+    torch.nn.utils.clip_grad_norm_(theirs, max_norm)
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours, theirs, strict=False))
+
+
+def test_encoder_copies_are_independent_and_leave_the_random_stream_alone():
+    from regbench.harness.model import load_pretrained
+
+    pretrained = load_pretrained("tiny-random-bert")
+    torch.manual_seed(3)
+    before = torch.random.get_rng_state()
+    first, second = pretrained.build_encoder(0.1), pretrained.build_encoder(0.1)
+    assert torch.equal(torch.random.get_rng_state(), before)  # building draws nothing from the run's stream
+    with torch.no_grad():
+        next(first.parameters()).add_(1.0)
+    assert all(torch.equal(a, b) for a, b in zip(pretrained.build_encoder(0.1).parameters(), second.parameters()))
+    assert pretrained.build_encoder(0.0).config.hidden_dropout_prob == 0.0
+    assert second.config.hidden_dropout_prob == 0.1
