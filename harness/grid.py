@@ -21,6 +21,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,19 +201,29 @@ def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
     return summary
 
 
+def pruning_report(trial: Any) -> Callable[[int, dict[str, float]], bool]:
+    """The per-epoch callback of a trial: reports the best dev score so far and asks the pruner.
+
+    The best so far is the value the trial would end with if stopped now (its objective is the best epoch's score):
+    few-shot dev curves zigzag, and judging the current epoch prunes trials for a dip they would recover from."""
+    best = -math.inf
+
+    def report(epoch: int, metrics: dict[str, float]) -> bool:
+        nonlocal best
+        value = metrics.get("dev_primary")
+        if value is None or not math.isfinite(value):
+            return False
+        best = max(best, value)
+        trial.report(best, epoch)
+        return trial.should_prune()
+    return report
+
+
 def _objective(ctx: GridContext, base: api.RunConfig, cell: Cell, parent_id: str | None):
     def objective(trial: Any) -> tune.TrialOutcome:
         config = dataclasses.replace(with_params(base, trial.params), evaluate_test=False, write_record=False)
-
-        def report(epoch: int, metrics: dict[str, float]) -> bool:
-            value = metrics.get("dev_primary")
-            if value is None or not math.isfinite(value):
-                return False
-            trial.report(value, epoch)
-            return trial.should_prune()
-
         tags = {"phase": "trial", "trial": str(trial.number), "run_name": f"{cell.name}/trial{trial.number}"}
-        record = api.run(config, parent_id, cell_key=cell.key, phase="trial", on_epoch_end=report,
+        record = api.run(config, parent_id, cell_key=cell.key, phase="trial", on_epoch_end=pruning_report(trial),
                          tracker_key=f"{cell.key}/trial{trial.number}", tags=tags)
         info = record["train_info"]
         dev = (record["metrics"].get("dev") or {}).get("primary")

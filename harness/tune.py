@@ -8,8 +8,8 @@ so its slot is redone. Every trial ends COMPLETE or PRUNED: a diverged trial, or
 ``FAILURE_SCORE`` (below every primary metric, all of which are ≥ −1) so it counts and a cell can never loop.
 
 TPE is seeded from the cell key and the worker id: reproducible per worker, different across workers (so two
-workers do not propose the same configuration). Pruning (median by default) acts on the per-epoch dev metric;
-``pruner: none`` turns it off.
+workers do not propose the same configuration). Pruning (median by default) acts on the best dev metric so far
+after each epoch (the value the trial would end with if stopped then); ``pruner: none`` turns it off.
 """
 
 from __future__ import annotations

@@ -266,3 +266,21 @@ def test_cell_keys_do_not_depend_on_where_the_data_lives(tmp_path, data_dir):
     shutil.copytree(Path(data_dir) / "glue" / "sst2", copy / "glue" / "sst2")
     profile = parse_profile(BASE, "t")
     assert [c.key for c in grid.plan_cells(profile, str(copy))] == [c.key for c in grid.plan_cells(profile, data_dir)]
+
+
+def test_pruner_sees_the_best_dev_score_so_far():
+    class FakeTrial:
+        def __init__(self):
+            self.reported = []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return False
+
+    trial = FakeTrial()
+    report = grid.pruning_report(trial)
+    for epoch, value in enumerate([0.5, 0.4, float("nan"), 0.625, 0.5], start=1):
+        assert report(epoch, {"dev_primary": value}) is False
+    assert trial.reported == [(1, 0.5), (2, 0.5), (4, 0.625), (5, 0.625)]  # a dip never lowers it; NaN is skipped

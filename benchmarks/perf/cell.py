@@ -11,7 +11,8 @@ sentences), MLflow logging on in both paths.
       checkpoint per trial and evaluating every epoch, then three ``Trainer`` runs with the best learning rate and a
       test evaluation, ``report_to="mlflow"``.
 The two paths are interleaved and repeated; medians are reported. Second part: pruning on a 16-trial study
-(regbench, median pruner vs none): compute saved (trained steps) and the chosen configuration's dev score.
+(regbench; none, median, successive halving with η = 3 and 4): compute saved (trained steps) and the chosen
+configuration's dev score.
 Writes ``results/perf/cell.md``.
 """
 
@@ -50,7 +51,7 @@ PROFILE = {"model": "minilm", "tasks": ["sst2"], "sizes": ["k16"], "noise": [0.0
            "ood": False, "collapse": False}  # the Trainer path has no post-training extras: compare like with like
 
 
-def regbench_cell(out: Path, trials: int = 4, pruner: str = "median", seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
+def regbench_cell(out: Path, trials: int = 4, pruner: str | dict = "median", seeds: tuple[int, ...] = (1, 2, 3)) -> dict:
     profile = parse_profile({**PROFILE, "trials": trials, "pruner": pruner, "seeds": list(seeds)}, "perf")
     (cell,) = grid.plan_cells(profile)
     out.mkdir(parents=True, exist_ok=True)
@@ -112,11 +113,15 @@ def trainer_cell(out: Path) -> dict:
     return {"measured_seconds": time.perf_counter() - start, "tuning_seconds": tuned, "tests": tests}
 
 
+PRUNERS = {"none": "none", "median": "median", "halving": "halving",
+           "halving η=4": {"type": "halving", "reduction_factor": 4}}
+
+
 def pruning_study(out: Path, trials: int) -> dict:
     results = {}
-    for pruner in ("none", "median", "halving"):
-        summary = regbench_cell(out / pruner, trials=trials, pruner=pruner, seeds=(1,))
-        results[pruner] = {"steps": summary["steps"], "seconds": summary["trial_seconds"],
+    for index, (name, pruner) in enumerate(PRUNERS.items()):
+        summary = regbench_cell(out / str(index), trials=trials, pruner=pruner, seeds=(1,))
+        results[name] = {"steps": summary["steps"], "seconds": summary["trial_seconds"],
                            "best_dev": summary["best_value"], "pruned": summary["n_pruned"]}
     return results
 
