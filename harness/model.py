@@ -68,7 +68,8 @@ class Pretrained:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             encoder = AutoModel.from_config(config)
-        missing, unexpected = encoder.load_state_dict(self.state_dict, strict=False)
+        # assign: the template's weights ARE the checkpoint's tensors (no second copy held); runs get deep copies.
+        missing, unexpected = encoder.load_state_dict(self.state_dict, strict=False, assign=True)
         # Sentence-embedding checkpoints may ship without the pooler; it is only used with pooling="pooler".
         if unexpected or any(not key.startswith("pooler.") for key in missing):
             raise ConfigError(f"checkpoint {self.name!r} does not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")

@@ -10,7 +10,6 @@ injected), and evaluate the test set once. On CPU the same seed gives bit-identi
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -171,7 +170,7 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
         point = {"epoch": epoch + 1, "dev_primary": dev.metrics["primary"], **{f"dev/{k}": v for k, v in dev.metrics.items()}}
         curve.append(point)
         if best_dev is None or _better(dev.metrics["primary"], best_dev.metrics["primary"]):
-            best_state, best_epoch, best_dev = copy.deepcopy(model.state_dict()), epoch + 1, dev
+            best_state, best_epoch, best_dev = snapshot(model, best_state), epoch + 1, dev
         # A truthy answer stops training here (a pruner's verdict); the best epoch so far still counts.
         if on_epoch_end and on_epoch_end(epoch + 1, {**epoch_loss, **{k: v for k, v in point.items() if k != "epoch"}}):
             stopped_at = epoch + 1
@@ -191,6 +190,18 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
     return TrainResult(status, curve, best_epoch, best_dev, test, majority, losses, epoch_seconds, eval_seconds,
                        len(epoch_seconds) * steps_per_epoch, seen, tokens, peak, error,
                        extra={"stopped_at_epoch": stopped_at} if stopped_at else {})
+
+
+def snapshot(model: torch.nn.Module, into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """A copy of the model's state, written into the previous snapshot's tensors when there is one.
+
+    Reusing the buffers spares a fresh ~90 MB allocation (and its page faults) each time the dev score improves."""
+    state = model.state_dict()
+    if into is None or into.keys() != state.keys():
+        return {key: value.detach().clone() for key, value in state.items()}
+    for key, value in state.items():
+        into[key].copy_(value)
+    return into
 
 
 def _better(candidate: float, incumbent: float) -> bool:

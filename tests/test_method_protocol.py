@@ -115,3 +115,16 @@ def test_encoder_copies_are_independent_and_leave_the_random_stream_alone():
     assert all(torch.equal(a, b) for a, b in zip(pretrained.build_encoder(0.1).parameters(), second.parameters()))
     assert pretrained.build_encoder(0.0).config.hidden_dropout_prob == 0.0
     assert second.config.hidden_dropout_prob == 0.1
+
+
+def test_snapshot_copies_into_the_previous_buffers():
+    model = torch.nn.Linear(3, 2)
+    first = train_module.snapshot(model, None)
+    buffers = {key: value.data_ptr() for key, value in first.items()}
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    assert not torch.equal(first["weight"], model.weight)  # a copy, not a view of the live weights
+    second = train_module.snapshot(model, first)
+    assert torch.equal(second["weight"], model.weight) and {k: v.data_ptr() for k, v in second.items()} == buffers
+    model.extra = torch.nn.Linear(1, 1)  # other keys (a method added a module): a fresh copy
+    assert "extra.weight" in train_module.snapshot(model, second)
