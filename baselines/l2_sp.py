@@ -18,9 +18,9 @@ Design choices (METHODS.md leaves these to us; each is a config field):
   (α/2)Σ‖w − w0‖² is still reported as the loss term ``l2sp`` (computed once per step under ``no_grad``; its
   difference tensors are reused for the gradient). The differences go into buffers allocated once in ``prepare``:
   a fresh ``_foreach_sub`` result (91 MB for MiniLM) costs page faults every step — measured here 45–53 ms per step
-  for the penalty with fresh tensors vs ~30 ms with the buffers, of STD's ~220 ms step. Parameters that get no task gradient this step (the pooler under
-  mean/cls pooling) get no penalty gradient either, so they stay untouched exactly as under STD; they never leave
-  w0, so their penalty is zero anyway.
+  for the penalty with fresh tensors vs ~30 ms with the buffers, of STD's ~220 ms step.
+- Parameters that get no task gradient this step (the pooler under mean/cls pooling) get no penalty gradient
+  either, so they stay untouched exactly as under STD; they never leave w0, so their penalty is zero anyway.
 - α defaults to 0.01, the log-midpoint of the search range ``log[1e-4, 1]``. The decoupled PriorWD variant is not
   implemented.
 """
