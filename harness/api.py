@@ -32,7 +32,7 @@ from . import extras, records, tracking
 from .errors import DataError
 from .method import get_method
 from .model import DEFAULT_MODEL, TaskModel, load_pretrained
-from .train import TrainConfig, TrainResult, train
+from .train import TrainConfig, TrainResult, epoch_metrics, test_trained, train
 
 SUITE_VERSION = 1  # bump when a harness change may alter results (part of every run key)
 
@@ -73,13 +73,31 @@ def derive_seeds(seed: int) -> dict[str, int]:
     return {"data": data, "noise": noise, "init": init}
 
 
+@dataclass(frozen=True)
+class Trained:
+    """A finished training run held in memory: its selected, finalized model and what training measured.
+
+    A later run with the same run key (the grid's final run of the seed it tuned on, with the best trial's
+    parameters) reuses it instead of training again: same configuration, same seeds, so on the CPU the re-run would
+    reproduce it bit for bit (the golden-loss tests pin that) — only the test set, never seen in tuning, is new."""
+
+    run_key: str
+    model: TaskModel
+    result: TrainResult
+    wall_seconds: float
+    source: str  # where it was trained (the trial's MLflow key); the reusing record says so in train_info
+
+
 def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str | None = None, phase: str = "single",
         on_epoch_end: Callable[[int, dict[str, float]], bool] | None = None, tracker_key: str | None = None,
-        tags: dict[str, str] | None = None) -> dict[str, Any]:
+        tags: dict[str, str] | None = None, reuse: Trained | None = None,
+        on_trained: Callable[[Trained], None] | None = None) -> dict[str, Any]:
     """Train and evaluate once; write the record (and an MLflow run); return the record.
 
     The grid passes its ``cell_key`` (which hashes the search space, not the tuned values), the ``phase``
-    (``trial`` / ``final``), an ``on_epoch_end`` callback (the pruner), the MLflow key of the run and extra tags.
+    (``trial`` / ``final``), an ``on_epoch_end`` callback (the pruner), the MLflow key of the run and extra tags;
+    ``on_trained`` receives the trained run (a trial offers it for reuse) and ``reuse`` skips training with one
+    whose run key is this run's.
     """
     task = get_task(config.task)
     method = get_method(config.method, config.method_params)
@@ -88,10 +106,10 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
     pretrained = load_pretrained(config.model)
     seeds = derive_seeds(config.seed)
     data, data_info = prepare_data(task, config, pretrained.tokenizer, seeds["data"], seeds["noise"])
-    torch.manual_seed(seeds["init"])  # dropout and anything the method draws from the global stream
-    model = TaskModel(pretrained, task.type, task.num_labels, config.pooling, config.dropout, head_seed=seeds["init"])
     run_config = describe(config, task, method, pretrained.checksum)
     run_key = _hash(run_config)
+    if reuse is not None and reuse.run_key != run_key:
+        raise ValueError(f"cannot reuse run {reuse.run_key} ({reuse.source}) for run {run_key}: different configuration")
     cell_key = cell_key or _hash({k: v for k, v in run_config.items() if k != "seed"})
     out_dir = Path(config.out_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -106,11 +124,27 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
             return bool(on_epoch_end(epoch, metrics)) if on_epoch_end is not None else False
 
         start = time.perf_counter()
-        result = train(model, method, task, data, config.train, seeds["init"], pretrained.tokenizer.pad_token_id,
-                       on_epoch_end=epoch_end)
-        wall = time.perf_counter() - start
+        if reuse is None:
+            torch.manual_seed(seeds["init"])  # dropout and anything the method draws from the global stream
+            model = TaskModel(pretrained, task.type, task.num_labels, config.pooling, config.dropout,
+                              head_seed=seeds["init"])
+            result = train(model, method, task, data, config.train, seeds["init"], pretrained.tokenizer.pad_token_id,
+                           on_epoch_end=epoch_end)
+            wall = time.perf_counter() - start
+        else:
+            model, wall = reuse.model, reuse.wall_seconds
+            for loss, point in zip(reuse.result.epoch_losses, reuse.result.dev_curve, strict=False):
+                t.log_metrics(epoch_metrics(loss, point), step=point["epoch"])
+            result = reuse.result
+            if data["test"] is not None:
+                result = test_trained(model, task, data["test"], config.train, pretrained.tokenizer.pad_token_id, result)
+        if on_trained is not None:
+            on_trained(Trained(run_key, model, result, wall, tracker_key or run_key))
         record = build_record(config, task, method.name, run_config, run_key, cell_key, seeds, data_info, result,
                               wall, pretrained.checksum, getattr(t, "run_id", None), phase)
+        if reuse is not None:
+            record["train_info"]["trained_in"] = reuse.source
+            record["train_info"]["reuse_seconds"] = time.perf_counter() - start  # the test scoring it still did
         start = time.perf_counter()
         post = extras.post_train_metrics(model, task, pretrained, config, data, result.best_epoch is not None)
         record["train_info"]["extras_seconds"] = time.perf_counter() - start  # OOD + collapse, after training

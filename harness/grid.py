@@ -8,6 +8,9 @@ summary per cell: trials, best parameters, tuning cost; rewritten as the cell pr
 studies), ``mlflow.db`` + ``mlartifacts/`` (MLflow mirror: experiment ``regbench-<profile>``, a parent run per
 cell, a child run per trial and per final seed, linked by ``mlflow.parentRunId``).
 
+The final run of the tuning seed (the profile's first seed) with the best parameters is the best trial itself: the
+trained model of this process's best trial is kept (``BestTrial``) and that final run only scores it on the test set.
+
 Resume: a final run is done iff its record exists and parses; a cell's tuning tops up to the budget (harness.tune);
 MLflow runs carry a key (cell key, ``<cell key>/trial<n>``, run key) and an unfinished run with the same key is
 reattached, or closed when its trial is abandoned — never duplicated. Several workers share the journal file;
@@ -190,11 +193,14 @@ def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
         tune.close_stale_trials(study)
     start = time.perf_counter()
     bar.update(min(tune.counted(study), profile.trials))  # trials done before a resume
+    kept = BestTrial()
     with _cell_tracker(ctx, cell) as parent:
-        ran = tune.tune(study, profile.trials, space, _objective(ctx, base, cell, parent.run_id), bar.update)
+        ran = tune.tune(study, profile.trials, space, _objective(ctx, base, cell, parent.run_id, kept), bar.update)
         tuning = tune.summary(study)
         best = tuning["best_params"] or {"lr": base.train.lr}
-        finals = [_final_or_error(ctx, base, cell, best, seed, parent.run_id, bar) for seed in profile.seeds]
+        reuse = kept.get(tuning["best_trial"])
+        finals = [_final_or_error(ctx, base, cell, best, seed, parent.run_id, bar, reuse) for seed in profile.seeds]
+        del kept, reuse  # free the kept model before the next cell
         summary = _cell_summary(cell, profile, tuning, finals, time.perf_counter() - start, ran)
         _log_cell(parent, summary)
     _write_json(ctx.out_dir / "cells" / cell.task / cell.method.replace("+", "p") / f"{cell.key}.json", summary)
@@ -219,27 +225,52 @@ def pruning_report(trial: Any) -> Callable[[int, dict[str, float]], bool]:
     return report
 
 
-def _objective(ctx: GridContext, base: api.RunConfig, cell: Cell, parent_id: str | None):
+class BestTrial:
+    """The trained model of this process's best complete trial so far, for the final run on the tuning seed.
+
+    Trials train on the profile's first seed; the final run of that seed with the best trial's parameters is the
+    same run (same run key), so it reuses the trained model and only scores the test set (``api.Trained``). Held in
+    memory only: after a restart, or when another worker's trial is the best, the final run trains as usual.
+    Ties go to the earlier trial, as in ``tune.summary``."""
+
+    def __init__(self) -> None:
+        self.number: int | None = None
+        self.value = -math.inf
+        self.trained: api.Trained | None = None
+
+    def offer(self, number: int, value: float | None, trained: api.Trained | None) -> None:
+        if trained is not None and value is not None and trained.result.best_epoch is not None and value > self.value:
+            self.number, self.value, self.trained = number, value, trained
+
+    def get(self, number: int | None) -> api.Trained | None:
+        return self.trained if number is not None and number == self.number else None
+
+
+def _objective(ctx: GridContext, base: api.RunConfig, cell: Cell, parent_id: str | None, kept: BestTrial):
     def objective(trial: Any) -> tune.TrialOutcome:
         config = dataclasses.replace(with_params(base, trial.params), evaluate_test=False, write_record=False)
         tags = {"phase": "trial", "trial": str(trial.number), "run_name": f"{cell.name}/trial{trial.number}"}
+        trained: list[api.Trained] = []
         record = api.run(config, parent_id, cell_key=cell.key, phase="trial", on_epoch_end=pruning_report(trial),
-                         tracker_key=f"{cell.key}/trial{trial.number}", tags=tags)
+                         tracker_key=f"{cell.key}/trial{trial.number}", tags=tags, on_trained=trained.append)
         info = record["train_info"]
         dev = (record["metrics"].get("dev") or {}).get("primary")
         value = None if record["run_info"]["status"] == "diverged" or dev is None else float(dev)
-        return tune.TrialOutcome(value, info.get("stopped_at_epoch") is not None, int(info["steps"]),
-                                 float(info["wall_seconds"]), record["run_info"].get("error"))
+        pruned = info.get("stopped_at_epoch") is not None
+        if not pruned:
+            kept.offer(trial.number, value, trained[0] if trained else None)
+        return tune.TrialOutcome(value, pruned, int(info["steps"]), float(info["wall_seconds"]),
+                                 record["run_info"].get("error"))
     return objective
 
 
 def _final_or_error(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str, Any], seed: int,
-                    parent_id: str | None, bar: Any) -> dict[str, Any]:
+                    parent_id: str | None, bar: Any, reuse: api.Trained | None = None) -> dict[str, Any]:
     """A final run; a configuration this model cannot take (e.g. re-init of more layers than it has, when every
     trial failed the same way) is reported in the cell summary and the grid goes on: no record, so the leaderboard
     shows the cell as incomplete."""
     try:
-        return _final_run(ctx, base, cell, best, seed, parent_id, bar)
+        return _final_run(ctx, base, cell, best, seed, parent_id, bar, reuse)
     except RegbenchError as err:
         tqdm.write(f"{cell.name} seed {seed}: {err}")
         bar.update(1)
@@ -247,9 +278,10 @@ def _final_or_error(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dic
 
 
 def _final_run(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str, Any], seed: int,
-               parent_id: str | None, bar: Any) -> dict[str, Any]:
+               parent_id: str | None, bar: Any, reuse: api.Trained | None = None) -> dict[str, Any]:
     config = with_params(base, best, seed=seed)
     key = api.run_key(config)
+    reuse = reuse if reuse is not None and reuse.run_key == key else None  # only the tuning seed's run matches
     rerun = ctx.overwrite == "always"
     while True:
         found = _record_for(ctx.out_dir, cell, key)
@@ -262,7 +294,8 @@ def _final_run(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str
             if claimed:
                 tags = {"phase": "final", "run_name": f"{cell.name}/seed{seed}", "size": cell.size,
                         "noise": f"{cell.noise:g}"}
-                record = api.run(config, parent_id, cell_key=cell.key, phase="final", tracker_key=key, tags=tags)
+                record = api.run(config, parent_id, cell_key=cell.key, phase="final", tracker_key=key, tags=tags,
+                                 reuse=reuse)
                 bar.update(1)
                 return _final_summary(record, record.get("_path"))
         rerun = False  # another worker is running this seed: wait for its record (or take over if it dies)
@@ -270,11 +303,15 @@ def _final_run(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str
 
 
 def _final_summary(record: dict[str, Any], path: str | None) -> dict[str, Any]:
-    info = record["run_info"]
+    """One final run in the cell summary; ``steps``/``seconds`` are what it cost now (a reused trial's training was
+    paid, and counted, in tuning)."""
+    info, train_info = record["run_info"], record["train_info"]
+    reused = train_info.get("trained_in") is not None
     return {"seed": info["seed"], "run_id": info["run_id"], "status": info["status"], "record": path,
             "test_primary": (record["metrics"].get("test") or {}).get("primary"),
             "dev_primary": (record["metrics"].get("dev") or {}).get("primary"),
-            "steps": record["train_info"].get("steps"), "seconds": record["train_info"].get("wall_seconds")}
+            "trained_in": train_info.get("trained_in"), "steps": 0 if reused else train_info.get("steps"),
+            "seconds": train_info["reuse_seconds"] if reused else train_info.get("wall_seconds")}
 
 
 def _record_for(out: Path, cell: Cell, key: str) -> tuple[Path, dict[str, Any]] | None:

@@ -10,6 +10,7 @@ injected), and evaluate the test set once. On CPU the same seed gives bit-identi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -118,9 +119,6 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
     params = [p for group in optimizer.param_groups for p in group["params"]]
 
-    def eval_batches(split):
-        return batching.iterate(split, batching.eval_order([len(f["input_ids"]) for f in split], config.eval_batch_size), pad_id, device)
-
     majority = majority_baseline(task, [f["labels"] if not task.is_token_task else [t for t in f["labels"] if t != -100] for f in dev_set])
     curve, losses, epoch_seconds = [], [], []
     best_state, best_epoch, best_dev, status, error = None, None, None, "ok", None
@@ -165,14 +163,14 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
             status, error = "diverged", f"non-finite training loss in epoch {epoch + 1}: {epoch_loss}"
             break
         tick = time.perf_counter()
-        dev = evaluate_model(model, task, eval_batches(dev_set), autocast)
+        dev = evaluate_split(model, task, dev_set, config, pad_id, autocast)
         eval_seconds += time.perf_counter() - tick
         point = {"epoch": epoch + 1, "dev_primary": dev.metrics["primary"], **{f"dev/{k}": v for k, v in dev.metrics.items()}}
         curve.append(point)
         if best_dev is None or _better(dev.metrics["primary"], best_dev.metrics["primary"]):
             best_state, best_epoch, best_dev = snapshot(model, best_state), epoch + 1, dev
         # A truthy answer stops training here (a pruner's verdict); the best epoch so far still counts.
-        if on_epoch_end and on_epoch_end(epoch + 1, {**epoch_loss, **{k: v for k, v in point.items() if k != "epoch"}}):
+        if on_epoch_end and on_epoch_end(epoch + 1, epoch_metrics(epoch_loss, point)):
             stopped_at = epoch + 1
             break
 
@@ -182,7 +180,7 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
         method.finalize(model)
         if test_set is not None:
             tick = time.perf_counter()
-            test = evaluate_model(model, task, eval_batches(test_set), autocast)
+            test = evaluate_split(model, task, test_set, config, pad_id, autocast)
             eval_seconds += time.perf_counter() - tick
         if status == "ok" and is_failed(task, best_dev.metrics["primary"], majority):
             status = "failed"
@@ -190,6 +188,30 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
     return TrainResult(status, curve, best_epoch, best_dev, test, majority, losses, epoch_seconds, eval_seconds,
                        len(epoch_seconds) * steps_per_epoch, seen, tokens, peak, error,
                        extra={"stopped_at_epoch": stopped_at} if stopped_at else {})
+
+
+def evaluate_split(model: TaskModel, task: Any, split: list[dict[str, Any]], config: TrainConfig, pad_id: int,
+                   autocast: Callable[[], contextlib.AbstractContextManager]) -> EvalResult:
+    """Score ``model`` on ``split`` in length-sorted batches (little padding) on the model's device."""
+    order = batching.eval_order([len(f["input_ids"]) for f in split], config.eval_batch_size)
+    return evaluate_model(model, task, batching.iterate(split, order, pad_id, next(model.parameters()).device), autocast)
+
+
+def test_trained(model: TaskModel, task: Any, test_set: list[dict[str, Any]], config: TrainConfig, pad_id: int,
+                 result: TrainResult) -> TrainResult:
+    """``result`` with the test set scored: for a run trained without one (a tuning trial) whose selected, finalized
+    checkpoint ``model`` still holds. The same numbers ``train`` would give had it been handed the test set."""
+    if result.best_epoch is None:
+        return result
+    tick = time.perf_counter()
+    test = evaluate_split(model, task, test_set, config, pad_id, autocast_factory(resolve_device(config.device),
+                                                                                  config.precision))
+    return dataclasses.replace(result, test=test, eval_seconds=result.eval_seconds + time.perf_counter() - tick)
+
+
+def epoch_metrics(loss: dict[str, float], point: dict[str, Any]) -> dict[str, float]:
+    """What an epoch reports (to MLflow, to the pruner): its mean loss terms and its dev scores."""
+    return {**loss, **{k: v for k, v in point.items() if k != "epoch"}}
 
 
 def snapshot(model: torch.nn.Module, into: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:

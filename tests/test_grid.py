@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import math
 import os
 import signal
@@ -181,9 +182,10 @@ def test_test_split_is_never_read_during_tuning_or_epoch_selection(tmp_path, dat
     assert not [e for e in events if e == "test-read:trial"]
     runs = " ".join(events).split("start:")[1:]
     finals = [r for r in runs if r.startswith("final")]
-    assert len(finals) == 2 and all(r.count("eval:final") == 3 for r in finals)  # 2 dev epochs, then 1 test
-    for r in finals:  # the test split is read only after the last dev evaluation (epoch selection is done)
-        assert r.index("test-read") > r.rindex("eval:final", 0, r.index("test-read"))
+    # seed 1 (the tuning seed) reuses the best trial's model: only its test scoring; seed 2 trains: 2 dev, 1 test
+    assert len(finals) == 2 and sorted(r.count("eval:final") for r in finals) == [1, 3]
+    for r in finals:  # the test split is first read after epoch selection: only its own scoring follows
+        assert r[r.index("test-read"):].count("eval:final") == 1
 
 
 def _mlflow_runs(out: Path, experiment: str) -> list:
@@ -284,3 +286,43 @@ def test_pruner_sees_the_best_dev_score_so_far():
     for epoch, value in enumerate([0.5, 0.4, float("nan"), 0.625, 0.5], start=1):
         assert report(epoch, {"dev_primary": value}) is False
     assert trial.reported == [(1, 0.5), (2, 0.5), (4, 0.625), (5, 0.625)]  # a dip never lowers it; NaN is skipped
+
+
+def test_final_run_on_the_tuning_seed_reuses_the_best_trial_and_equals_a_fresh_run(tmp_path, data_dir):
+    profile = load_profile(str(write_profile(tmp_path, trials=3, seeds=[1, 2])))
+    out = tmp_path / "out"
+    grid.run_grid(profile, out, data_dir=data_dir, progress=False)
+    reused, trained = sorted(records_of(out), key=lambda r: r["run_info"]["seed"])
+    (cell_file,) = out.glob("cells/sst2/std/*.json")
+    cell = json.loads(cell_file.read_text())
+    assert reused["train_info"]["trained_in"] == f"{cell['cell_key']}/trial{cell['best_trial']}"
+    assert "trained_in" not in trained["train_info"]
+    assert [f["steps"] for f in cell["finals"]] == [0, trained["train_info"]["steps"]]  # its training was a trial's
+    fresh_config = grid.with_params(grid.template(profile, "sst2", "n16", 0.0, "std", tmp_path / "fresh", None,
+                                                  data_dir, track=False), cell["best_params"], seed=1)
+    fresh = api.run(fresh_config)
+    assert fresh["run_info"]["run_id"] == reused["run_info"]["run_id"]
+    for part in ("metrics", "predictions", "collapse"):
+        assert fresh.get(part) == reused.get(part), part
+    assert fresh["train_info"]["dev_curve"] == reused["train_info"]["dev_curve"]
+    assert fresh["train_info"]["epoch_losses"] == reused["train_info"]["epoch_losses"]
+    (final,) = [r for r in _mlflow_runs(out, "regbench-grid") if r.data.tags.get("phase") == "final"
+                and r.data.tags["seed"] == "1"]
+    history = tracking.connect(tracking.default_tracking_uri(out)).get_metric_history(final.info.run_id, "dev_primary")
+    assert [m.step for m in history] == [1, 2]  # the reused run logs the trial's per-epoch curve
+
+
+def test_best_trial_keeps_the_earliest_best_complete_trial():
+    kept = grid.BestTrial()
+
+    def trained(best_epoch=1):
+        return api.Trained("k", None, type("R", (), {"best_epoch": best_epoch})(), 1.0, "t")
+
+    first, tie, later_better = trained(), trained(), trained()
+    kept.offer(0, 0.5, first)
+    kept.offer(1, 0.5, tie)  # a tie keeps the earlier trial, as tune.summary picks it
+    kept.offer(2, None, trained())  # diverged
+    kept.offer(3, 0.9, trained(best_epoch=None))  # no checkpoint
+    assert kept.get(0) is first and kept.get(1) is None
+    kept.offer(4, 0.7, later_better)
+    assert kept.get(4) is later_better and kept.get(0) is None and kept.get(None) is None
