@@ -19,6 +19,13 @@ Design choices (METHODS.md leaves these to us; each is a config field):
   difference tensors are reused for the gradient). The differences go into buffers allocated once in ``prepare``:
   a fresh ``_foreach_sub`` result (91 MB for MiniLM) costs page faults every step — measured here 45–53 ms per step
   for the penalty with fresh tensors vs ~30 ms with the buffers, of STD's ~220 ms step.
+- The word-embedding matrix (half of MiniLM's encoder) is handled row-wise (``sparse_embedding_rows``, on by
+  default; computation only, same training bit for bit — tested): a row whose token has not appeared in any batch
+  yet has had zero gradient and, with no AdamW decay on it (``encoder_weight_decay`` = 0), has not moved — so
+  w − w0 = 0 there and its penalty and gradient are exactly zero. Only the rows seen so far are subtracted, added
+  to the gradient and counted; few-shot runs touch a few thousand of 30k rows. Measured here (30 steps of 16
+  SST-2 sentences): L2-SP's step 1.20× STD's with dense embeddings, 1.10× row-wise (~36 → ~17 ms over STD's
+  ~175 ms). With encoder decay on, every row moves: the dense path.
 - Parameters that get no task gradient this step (the pooler under mean/cls pooling) get no penalty gradient
   either, so they stay untouched exactly as under STD; they never leave w0, so their penalty is zero anyway.
 - α defaults to 0.01, the log-midpoint of the search range ``log[1e-4, 1]``. The decoupled PriorWD variant is not
@@ -54,6 +61,9 @@ class L2SPConfig(MethodConfig):
         0.0, "AdamW decay toward zero on the encoder's weight matrices; 0 = the penalty replaces it (set it to the "
              "run's weight_decay to reproduce STD's decay settings)")
     penalize_bias_and_norm: bool = hparam(True, "also pull encoder biases and LayerNorm parameters toward w0")
+    sparse_embedding_rows: bool = hparam(
+        True, "compute the word embeddings' penalty over the rows of tokens seen so far only (the others are still "
+              "w0 when encoder_weight_decay = 0); computation only, the same training")
 
     def __post_init__(self) -> None:
         if self.alpha < 0 or self.encoder_weight_decay < 0:
@@ -72,6 +82,7 @@ class L2SP(Method):
         self.anchors: list[torch.Tensor] = []
         self._buffers: list[torch.Tensor] = []  # w − w0, rewritten every step
         self._diffs: list[torch.Tensor] | None = None
+        self._rows: _SeenRows | None = None  # the word embeddings, when handled row-wise
 
     @classmethod
     def search_space(cls) -> dict[str, BaseDistribution]:
@@ -79,8 +90,12 @@ class L2SP(Method):
 
     def prepare(self, ctx: TrainContext) -> None:
         super().prepare(ctx)
+        embeddings = ctx.model.encoder.get_input_embeddings().weight
+        row_wise = self.config.sparse_embedding_rows and self.config.encoder_weight_decay == 0
         for name, param in ctx.model.encoder.named_parameters():
-            if self.config.penalize_bias_and_norm or not _is_no_decay(name):
+            if row_wise and param is embeddings:
+                self._rows = _SeenRows(param)
+            elif self.config.penalize_bias_and_norm or not _is_no_decay(name):
                 self.params.append(param)
                 self.anchors.append(param.detach().clone())
         self._buffers = [torch.empty_like(anchor) for anchor in self.anchors]
@@ -100,7 +115,10 @@ class L2SP(Method):
             for buffer, param, anchor in zip(self._buffers, self.params, self.anchors, strict=True):
                 torch.sub(param, anchor, out=buffer)
             self._diffs = self._buffers
-            squared = torch.stack(torch._foreach_norm(self._diffs)).float().pow(2).sum()
+            norms = list(torch._foreach_norm(self._diffs))
+            if self._rows is not None:
+                norms.append(self._rows.difference(batch["input_ids"]).norm())
+            squared = torch.stack(norms).float().pow(2).sum()
         return {"l2sp": 0.5 * self.config.alpha * squared}
 
     def after_backward(self, model: TaskModel) -> None:
@@ -110,7 +128,31 @@ class L2SP(Method):
         if used:
             grads, diffs = zip(*used, strict=True)
             torch._foreach_add_(list(grads), list(diffs), alpha=self.config.alpha)  # ∇ (α/2)‖w − w0‖² = α(w − w0)
+        if self._rows is not None:
+            self._rows.add_gradient(self.config.alpha)
         self._diffs = None
 
     def finalize(self, model: TaskModel) -> None:
         self.params, self.anchors, self._buffers, self._diffs = [], [], [], None  # release the pretrained copy
+        self._rows = None
+
+
+class _SeenRows:
+    """w − w0 of an embedding matrix over the rows of the tokens seen so far (every other row is still w0)."""
+
+    def __init__(self, weight: torch.nn.Parameter) -> None:
+        self.weight, self.anchor = weight, weight.detach().clone()
+        self.seen = torch.zeros(weight.shape[0], dtype=torch.bool, device=weight.device)
+        self.rows: torch.Tensor | None = None
+        self.diff: torch.Tensor | None = None
+
+    def difference(self, input_ids: torch.Tensor) -> torch.Tensor:
+        self.seen[input_ids.reshape(-1)] = True  # this batch's rows get a task gradient now, so they move next
+        self.rows = self.seen.nonzero().squeeze(1)
+        self.diff = self.weight.detach().index_select(0, self.rows) - self.anchor.index_select(0, self.rows)
+        return self.diff
+
+    def add_gradient(self, alpha: float) -> None:
+        if self.weight.grad is not None and self.rows is not None:
+            self.weight.grad.index_add_(0, self.rows, self.diff, alpha=alpha)
+        self.rows = self.diff = None

@@ -100,6 +100,16 @@ def test_l2sp_pulls_toward_pretrained_and_reports_the_penalty():
     assert float(pulled.steps[0]["l2sp"]) == 0.0 and float(pulled.steps[1]["l2sp"]) > 0.0
 
 
+def test_l2sp_row_wise_embeddings_train_exactly_like_the_dense_penalty():
+    config = dataclasses.replace(CONFIG, epochs=3, warmup_ratio=0.0)
+    dense = _train("l2-sp", {"alpha": 0.5, "sparse_embedding_rows": False}, config=config)
+    rows = _train("l2-sp", {"alpha": 0.5, "sparse_embedding_rows": True}, config=config)
+    assert rows.method._rows is None and len(rows.method.params) == 0  # released by finalize
+    _assert_states_equal(rows.model.state_dict(), dense.model.state_dict())
+    penalties = [(float(a["l2sp"]), float(b["l2sp"])) for a, b in zip(rows.steps, dense.steps, strict=True)]
+    assert penalties[-1][1] > 0 and all(a == pytest.approx(b, rel=1e-5) for a, b in penalties)
+
+
 @pytest.mark.parametrize("task_type", ["classification", "regression", "token_classification"])
 def test_smart_and_r3f_add_exactly_zero_without_noise_and_dropout(task_type):
     for name, params, term in [("r3f", {"eps": 0.0}, "r3f"),
