@@ -32,7 +32,7 @@ from . import extras, records, tracking
 from .errors import DataError
 from .method import get_method
 from .model import DEFAULT_MODEL, TaskModel, load_pretrained
-from .train import TrainConfig, TrainResult, epoch_metrics, test_trained, train
+from .train import TrainConfig, TrainResult, epoch_metrics, score_test_set, train
 
 SUITE_VERSION = 1  # bump when a harness change may alter results (part of every run key)
 
@@ -137,7 +137,7 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
                 t.log_metrics(epoch_metrics(loss, point), step=point["epoch"])
             result = reuse.result
             if data["test"] is not None:
-                result = test_trained(model, task, data["test"], config.train, pretrained.tokenizer.pad_token_id, result)
+                result = score_test_set(model, task, data["test"], config.train, pretrained.tokenizer.pad_token_id, result)
         if on_trained is not None:
             on_trained(Trained(run_key, model, result, wall, tracker_key or run_key))
         record = build_record(config, task, method.name, run_config, run_key, cell_key, seeds, data_info, result,

@@ -197,7 +197,7 @@ def evaluate_split(model: TaskModel, task: Any, split: list[dict[str, Any]], con
     return evaluate_model(model, task, batching.iterate(split, order, pad_id, next(model.parameters()).device), autocast)
 
 
-def test_trained(model: TaskModel, task: Any, test_set: list[dict[str, Any]], config: TrainConfig, pad_id: int,
+def score_test_set(model: TaskModel, task: Any, test_set: list[dict[str, Any]], config: TrainConfig, pad_id: int,
                  result: TrainResult) -> TrainResult:
     """``result`` with the test set scored: for a run trained without one (a tuning trial) whose selected, finalized
     checkpoint ``model`` still holds. The same numbers ``train`` would give had it been handed the test set."""
