@@ -81,7 +81,7 @@ class L2SP(Method):
         self.params: list[torch.nn.Parameter] = []
         self.anchors: list[torch.Tensor] = []
         self._buffers: list[torch.Tensor] = []  # w − w0, rewritten every step
-        self._diffs: list[torch.Tensor] | None = None
+        self._penalized = False  # loss() computed w − w0 this step: after_backward adds its gradient
         self._rows: _SeenRows | None = None  # the word embeddings, when handled row-wise
 
     @classmethod
@@ -114,26 +114,26 @@ class L2SP(Method):
         with torch.no_grad():  # the weights do not change before after_backward: these differences serve both
             for buffer, param, anchor in zip(self._buffers, self.params, self.anchors, strict=True):
                 torch.sub(param, anchor, out=buffer)
-            self._diffs = self._buffers
-            norms = list(torch._foreach_norm(self._diffs))
+            self._penalized = True
+            norms = list(torch._foreach_norm(self._buffers))
             if self._rows is not None:
                 norms.append(self._rows.difference(batch["input_ids"]).norm())
             squared = torch.stack(norms).float().pow(2).sum()
         return {"l2sp": 0.5 * self.config.alpha * squared}
 
     def after_backward(self, model: TaskModel) -> None:
-        if self._diffs is None:
+        if not self._penalized:
             return
-        used = [(p.grad, d) for p, d in zip(self.params, self._diffs, strict=True) if p.grad is not None]
+        used = [(p.grad, d) for p, d in zip(self.params, self._buffers, strict=True) if p.grad is not None]
         if used:
             grads, diffs = zip(*used, strict=True)
             torch._foreach_add_(list(grads), list(diffs), alpha=self.config.alpha)  # ∇ (α/2)‖w − w0‖² = α(w − w0)
         if self._rows is not None:
             self._rows.add_gradient(self.config.alpha)
-        self._diffs = None
+        self._penalized = False
 
     def finalize(self, model: TaskModel) -> None:
-        self.params, self.anchors, self._buffers, self._diffs = [], [], [], None  # release the pretrained copy
+        self.params, self.anchors, self._buffers, self._penalized = [], [], [], False  # release the pretrained copy
         self._rows = None
 
 

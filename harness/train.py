@@ -174,20 +174,17 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
             stopped_at = epoch + 1
             break
 
-    test = None
     if best_state is not None:
         model.load_state_dict(best_state)
         method.finalize(model)
-        if test_set is not None:
-            tick = time.perf_counter()
-            test = evaluate_split(model, task, test_set, config, pad_id, autocast)
-            eval_seconds += time.perf_counter() - tick
         if status == "ok" and is_failed(task, best_dev.metrics["primary"], majority):
             status = "failed"
+    # Peak memory of training (test scoring excluded): the same figure a run whose test set is scored later has.
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return TrainResult(status, curve, best_epoch, best_dev, test, majority, losses, epoch_seconds, eval_seconds,
-                       len(epoch_seconds) * steps_per_epoch, seen, tokens, peak, error,
-                       extra={"stopped_at_epoch": stopped_at} if stopped_at else {})
+    result = TrainResult(status, curve, best_epoch, best_dev, None, majority, losses, epoch_seconds, eval_seconds,
+                         len(epoch_seconds) * steps_per_epoch, seen, tokens, peak, error,
+                         extra={"stopped_at_epoch": stopped_at} if stopped_at else {})
+    return result if test_set is None else score_test_set(model, task, test_set, config, pad_id, result)
 
 
 def evaluate_split(model: TaskModel, task: Any, split: list[dict[str, Any]], config: TrainConfig, pad_id: int,
@@ -198,9 +195,9 @@ def evaluate_split(model: TaskModel, task: Any, split: list[dict[str, Any]], con
 
 
 def score_test_set(model: TaskModel, task: Any, test_set: list[dict[str, Any]], config: TrainConfig, pad_id: int,
-                 result: TrainResult) -> TrainResult:
-    """``result`` with the test set scored: for a run trained without one (a tuning trial) whose selected, finalized
-    checkpoint ``model`` still holds. The same numbers ``train`` would give had it been handed the test set."""
+                   result: TrainResult) -> TrainResult:
+    """``result`` with the test set scored on the selected, finalized checkpoint ``model`` holds: the last step of
+    ``train`` when it is handed a test set, and of a run trained without one (a tuning trial) that is reused."""
     if result.best_epoch is None:
         return result
     tick = time.perf_counter()
