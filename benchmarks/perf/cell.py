@@ -12,14 +12,16 @@ sentences), MLflow logging on in both paths.
       checkpoint per trial and evaluating every epoch, then three ``Trainer`` runs with the best learning rate and a
       test evaluation, ``report_to="mlflow"``.
 The two paths are interleaved and repeated; medians are reported. Second part: pruning on a 16-trial study
-(regbench; none, median, successive halving with η = 3 from epoch 1 and from epoch 2), repeated over TPE seeds:
-compute saved (trained steps) and the chosen configuration's dev score.
-Writes ``results/perf/cell.md``.
+(regbench; none, median, successive halving with η = 3 from epoch 1 and from epoch 2), repeated over TPE seeds,
+as independent studies and as paired ones (the same configurations in the same order): compute saved (trained
+steps) and the chosen configuration's dev score; more pruner settings are replayed on the unpruned studies' curves.
+Writes ``results/perf/cell.md`` and the unpruned studies' trials to ``results/perf/cell-unpruned-studies.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -39,7 +41,7 @@ from transformers import (
 from transformers import logging as hf_logging
 
 from regbench.benchmarks.taskspec import get_task
-from regbench.harness import grid
+from regbench.harness import grid, tune
 from regbench.harness.api import RunConfig, derive_seeds, prepare_data
 from regbench.harness.evaluation import score
 from regbench.harness.model import load_pretrained, resolve_model_path
@@ -53,12 +55,16 @@ PROFILE = {"model": "minilm", "tasks": ["sst2"], "sizes": ["k16"], "noise": [0.0
 
 
 def regbench_cell(out: Path, trials: int = 4, pruner: str | dict = "median", seeds: tuple[int, ...] = (1, 2, 3),
-                  sampler: str = "") -> dict:
-    """One cell through the grid; ``sampler`` names the TPE seed stream (the study's worker name)."""
+                  sampler: str = "", configurations: list[dict] = ()) -> dict:
+    """One cell through the grid; ``sampler`` names the TPE seed stream (the study's worker name).
+    ``configurations`` are enqueued first (Optuna's ``enqueue_trial``): the study tries exactly those, in order."""
     profile = parse_profile({**PROFILE, "trials": trials, "pruner": pruner, "seeds": list(seeds)}, "perf")
     (cell,) = grid.plan_cells(profile)
     out.mkdir(parents=True, exist_ok=True)
     ctx = grid.GridContext(profile, out, f"sqlite:///{out / 'mlflow.db'}", grid.open_storage(out), worker=sampler)
+    study = tune.open_study(ctx.storage, cell.key, sampler, profile.pruner)
+    for params in configurations:
+        study.enqueue_trial(params)
     start = time.perf_counter()
 
     class Bar:
@@ -120,17 +126,67 @@ PRUNERS = {"none": "none", "median": "median", "halving": "halving",
            "halving from epoch 2": {"type": "halving", "min_resource": 2}}  # first rung after the 1-epoch warm-up
 
 
-def pruning_study(out: Path, trials: int, samplers: int) -> dict:
+def pruning_study(out: Path, trials: int, samplers: int) -> tuple[dict, dict]:
     """Every pruner on the same ``trials``-trial study, repeated with ``samplers`` TPE seeds (one study is one draw
-    of the sampler: which configurations come first decides what a pruner can save). Steps and the chosen dev score
-    do not depend on the machine's speed; seconds do."""
-    results = {}
+    of the sampler: which configurations come first decides what a pruner can save). Two designs:
+
+    * independent: each pruner runs its own TPE study (what a user gets; but TPE reads the pruned trials' partial
+      curves, so after the first pruning the two studies sample different configurations and the comparison mixes
+      the pruner's effect with the sampler's draw);
+    * paired: each pruner's study is given the unpruned study's configurations in the same order, so the only
+      difference is which trials stop early — the pruner's own cost (did it stop the eventual winner?).
+
+    Steps and the chosen dev score do not depend on the machine's speed; seconds do."""
+    independent, paired, unpruned = {}, {}, []
     for index, (name, pruner) in enumerate(PRUNERS.items()):
         runs = [regbench_cell(out / f"{index}-{s}", trials=trials, pruner=pruner, seeds=(1,), sampler=f"sampler{s}")
                 for s in range(1, samplers + 1)]
-        results[name] = {"steps": sum(r["steps"] for r in runs), "seconds": sum(r["trial_seconds"] for r in runs),
-                         "best_dev": [r["best_value"] for r in runs], "pruned": sum(r["n_pruned"] for r in runs)}
-    return results
+        independent[name] = _pruning_totals(runs)
+        if pruner == "none":
+            curves = [sorted(r["trials"], key=lambda t: t["number"]) for r in runs]
+            unpruned = [[t["params"] for t in study] for study in curves]
+            paired[name] = independent[name]
+        else:
+            paired[name] = _pruning_totals([
+                regbench_cell(out / f"paired-{index}-{s}", trials=trials, pruner=pruner, seeds=(1,),
+                              sampler=f"sampler{s}", configurations=configurations)
+                for s, configurations in enumerate(unpruned, start=1)])
+    return independent, paired, curves
+
+
+# Settings replayed on the unpruned studies: the trade-off between what a pruner saves and what it loses.
+REPLAYED = {f"median, from epoch {w}": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": w} for w in (1, 2, 3, 4)}
+REPLAYED |= {f"halving η={eta}, from epoch {r}": {"type": "halving", "min_resource": r, "reduction_factor": eta}
+             for eta in (3, 2) for r in (1, 2, 3)}
+
+
+def replay(studies: list[list[dict]], spec: dict) -> dict:
+    """A pruner replayed on recorded unpruned studies: each trial reports its recorded per-epoch values in order and
+    stops where the pruner says. On the CPU a trial's curve does not depend on when it runs, so this gives exactly
+    what a paired study with that pruner would (the paired rows above are the check), at no training cost."""
+    steps, best_dev, pruned = 0, [], 0
+    for trials in studies:
+        study = optuna.create_study(direction="maximize", pruner=tune.make_pruner(spec))
+        for recorded in trials:
+            curve = [v for _, v in sorted(recorded["intermediate"].items(), key=lambda kv: int(kv[0]))]
+            per_epoch = recorded["steps"] // max(1, len(curve))
+            trial = study.ask()
+            for epoch, value in enumerate(curve, start=1):
+                trial.report(value, epoch)
+                if trial.should_prune():
+                    steps, pruned = steps + epoch * per_epoch, pruned + 1
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    break
+            else:
+                steps += len(curve) * per_epoch
+                study.tell(trial, recorded["value"])
+        best_dev.append(study.best_value)
+    return {"steps": steps, "seconds": float("nan"), "best_dev": best_dev, "pruned": pruned}
+
+
+def _pruning_totals(runs: list[dict]) -> dict:
+    return {"steps": sum(r["steps"] for r in runs), "seconds": sum(r["trial_seconds"] for r in runs),
+            "best_dev": [r["best_value"] for r in runs], "pruned": sum(r["n_pruned"] for r in runs)}
 
 
 def main() -> None:
@@ -156,12 +212,16 @@ def main() -> None:
               flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         pruning = pruning_study(Path(tmp), args.pruning_trials, args.pruning_seeds)
+    # The unpruned studies' trials (params, per-epoch dev, steps): the data the replayed rows are computed from.
+    curves = Path(args.out).with_name("cell-unpruned-studies.json")
+    curves.parent.mkdir(parents=True, exist_ok=True)
+    curves.write_text(json.dumps([[{k: t[k] for k in ("number", "params", "value", "intermediate", "steps")}
+                                   for t in study] for study in pruning[2]], indent=1) + "\n")
     write_report(Path(args.out), args, ours, theirs, ours_tuning, theirs_tuning, pruning)
 
 
 def write_report(path: Path, args, ours, theirs, ours_tuning, theirs_tuning, pruning) -> None:
     med = statistics.median
-    none = pruning["none"]
     lines = [
         "# One grid cell: regbench vs HF Trainer.hyperparameter_search",
         "",
@@ -185,15 +245,24 @@ def write_report(path: Path, args, ours, theirs, ours_tuning, theirs_tuning, pru
         "",
         f"## Pruning on a {args.pruning_trials}-trial study (regbench, same cell, {args.pruning_seeds} TPE seeds)",
         "",
-        "Steps and seconds summed over the seeds; best dev accuracy per seed; dev Δ = the worst seed's change.",
+        "Steps and seconds summed over the seeds; best dev accuracy per seed; dev Δ = change against no pruning,",
+        f"worst seed and mean over seeds (one dev example is {100 / 32:.2f} points on this cell).",
         "",
-        "| pruner | trained steps | trial seconds | trials pruned | best dev accuracy | compute saved | dev Δ (points) |",
-        "|---|---|---|---|---|---|---|",
-        *(f"| {name} | {r['steps']} | {r['seconds']:.1f} | {r['pruned']} | "
-          f"{', '.join(f'{v:.4f}' for v in r['best_dev'])} | "
-          f"{none['steps'] / max(1, r['steps']):.2f}× steps, {none['seconds'] / max(1e-9, r['seconds']):.2f}× time | "
-          f"{min(100 * (a - b) for a, b in zip(r['best_dev'], none['best_dev'], strict=True)):+.2f} |"
-          for name, r in pruning.items()),
+        "Independent studies (each pruner runs its own TPE study: after the first pruned trial TPE samples other",
+        "configurations than the unpruned study, so Δ mixes the pruner's effect with the sampler's draw):",
+        "",
+        *_pruning_table(pruning[0]),
+        "",
+        "Paired studies (each pruner's study tries the unpruned study's configurations in the same order, via",
+        "`enqueue_trial`: Δ is the pruner's own cost — it is below zero only if the pruner stopped the eventual best):",
+        "",
+        *_pruning_table(pruning[1]),
+        "",
+        "Replayed (each setting run on the unpruned studies' recorded dev curves, `replay`; exact on the CPU —",
+        "the paired rows above are reproduced to the step — and free, so more settings can be compared):",
+        "",
+        *_pruning_table({"none": pruning[1]["none"],
+                         **{name: replay(pruning[2], spec) for name, spec in REPLAYED.items()}}, seconds=False),
         "",
         "Targets: compute saved ≥ 2×, chosen configuration's dev score within 0.5 points of no pruning.",
         "",
@@ -201,6 +270,25 @@ def write_report(path: Path, args, ours, theirs, ours_tuning, theirs_tuning, pru
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def _pruning_table(results: dict, seconds: bool = True) -> list[str]:
+    none = results["none"]
+
+    def deltas(r: dict) -> list[float]:
+        return [100 * (a - b) for a, b in zip(r["best_dev"], none["best_dev"], strict=True)]
+
+    def spent(r: dict) -> str:
+        return f"{r['seconds']:.1f}" if seconds else "—"
+
+    return ["| pruner | trained steps | trial seconds | trials pruned | best dev accuracy | compute saved "
+            "| dev Δ worst / mean (points) |",
+            "|---|---|---|---|---|---|---|",
+            *(f"| {name} | {r['steps']} | {spent(r)} | {r['pruned']} | "
+              f"{', '.join(f'{v:.4f}' for v in r['best_dev'])} | {none['steps'] / max(1, r['steps']):.2f}× steps"
+              + (f", {none['seconds'] / max(1e-9, r['seconds']):.2f}× time" if seconds else "")
+              + f" | {min(deltas(r)):+.2f} / {statistics.mean(deltas(r)):+.2f} |"
+              for name, r in results.items())]
 
 
 if __name__ == "__main__":
