@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import math
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -215,3 +216,19 @@ def test_tasks_tested_on_a_held_out_training_sample_are_marked():
     block = pd.DataFrame({"task": ["mnli", "sst2", "wnli"], "exclude_from_average": [False, False, True],
                           "heldout_test": [True, False, False]})
     assert [_marks(block, t) for t in ("mnli", "sst2", "wnli")] == ["‡", "", "†"]
+
+
+def test_plots_of_many_methods_keep_their_layout(tmp_path: Path) -> None:
+    """18 methods (the registry's size) on 2 tasks: the legend and the bar labels must not squeeze the panels to
+    nothing (matplotlib then warns that constrained layout was not applied and draws the legend over the data)."""
+    records = tmp_path / "records"
+    for m in range(18):
+        for task in ("sst2", "trec"):
+            for i, seed in enumerate(SEEDS):
+                for rate in (0.0, 0.2):
+                    write(records, make_record(task, "std" if m == 0 else f"regularizer-{m}", seed,
+                                               STD[i] - rate + m / 100, noise=rate))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["leaderboard", "--records", str(records), "--out", str(tmp_path / "out"), "--no-track"]) == 0
+    assert not [str(w.message) for w in caught if "constrained_layout" in str(w.message)]

@@ -25,6 +25,7 @@ RC = {"svg.hashsalt": "regbench", "svg.fonttype": "path", "font.family": "DejaVu
       "axes.prop_cycle": mpl.cycler(color=mpl.colormaps["tab10"].colors)}
 METADATA = {"png": {"Software": "regbench leaderboard"}, "svg": {"Date": None, "Creator": "regbench leaderboard"}}
 PLOTS = "plots"
+LINESTYLES = ("-", "--", ":")  # with the 10 colours: up to 30 methods stay distinguishable
 
 
 def _save(fig: Figure, out_dir: Path, name: str) -> str:
@@ -54,7 +55,7 @@ def task_bars(cells: pd.DataFrame, out_dir: Path) -> list[str]:
     for size, noise in blocks(cells):
         block = cells[(cells["size"] == size) & (cells["noise"] == noise)]
         tasks, methods = task_order(block), method_order(block)
-        fig, axes = _grid(len(tasks))
+        fig, axes = _grid(len(tasks), width=max(3.2, 0.8 + 0.22 * len(methods)))  # room for every bar's label
         with mpl.rc_context(RC):
             for ax, task in zip(axes, tasks):
                 rows = block[block["task"] == task].set_index("method").reindex(methods)
@@ -95,13 +96,21 @@ def _curves(cells: pd.DataFrame, out_dir: Path, level: str, order: Callable[[str
                 for i, method in enumerate(methods):
                     rows = part[(part["task"] == task) & (part["method"] == method)].set_index(level).reindex(levels)
                     ax.plot(range(len(levels)), rows["mean"].to_numpy(float), marker="o", color=f"C{i % 10}",
-                            label=method)
+                            linestyle=LINESTYLES[i // 10 % len(LINESTYLES)], label=method)
                 ax.set_xticks(range(len(levels)), levels, rotation=30, ha="right")
                 ax.set_title(task)
-            axes[0].legend(fontsize=7)
+            _legend_below(fig, axes[0], len(methods))
             fig.suptitle(f"{name} ({other} {fixed})")
         written.append(_save(fig, out_dir, f"{slug(name)}-{slug(fixed)}"))
     return written
+
+
+def _legend_below(fig: Figure, ax: Axes, entries: int) -> None:
+    """One legend under the panels, as many columns as the width holds; the figure grows by its rows. (Inside a
+    panel, a legend of every registered method is taller than the panel and leaves the plot no room.)"""
+    columns = max(1, min(entries, int(fig.get_figwidth() / 1.4)))
+    fig.set_figheight(fig.get_figheight() + 0.2 * math.ceil(entries / columns))
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=columns, fontsize=7)
 
 
 def noise_curves(cells: pd.DataFrame, out_dir: Path) -> list[str]:
