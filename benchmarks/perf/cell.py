@@ -257,15 +257,12 @@ def write_replay_report(path: Path, args, pruning) -> None:
         "replayed on their recorded curves (`replay`: exact on the CPU, checked against real paired studies in",
         "`cell.md`). Steps summed over the seeds; dev Δ = change of the chosen configuration's dev score.",
         "",
-        *_pruning_table({"none": pruning[1]["none"],
-                         **{name: replay(pruning[2], spec) for name, spec in REPLAYED.items()}}, seconds=False),
+        *_replayed_table(pruning),
         "",
-        "Targets: compute saved ≥ 2×, chosen configuration's dev score within 0.5 points of no pruning.",
+        TARGETS,
         "",
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
-    print("\n".join(lines))
+    _write(path, lines)
 
 
 def write_report(path: Path, args, ours, theirs, ours_tuning, theirs_tuning, pruning) -> None:
@@ -310,15 +307,27 @@ def write_report(path: Path, args, ours, theirs, ours_tuning, theirs_tuning, pru
         "Replayed (each setting run on the unpruned studies' recorded dev curves, `replay`; exact on the CPU —",
         "the paired rows above are reproduced to the step — and free, so more settings can be compared):",
         "",
-        *_pruning_table({"none": pruning[1]["none"],
-                         **{name: replay(pruning[2], spec) for name, spec in REPLAYED.items()}}, seconds=False),
+        *_replayed_table(pruning),
         "",
-        "Targets: compute saved ≥ 2×, chosen configuration's dev score within 0.5 points of no pruning.",
+        TARGETS,
         "",
     ]
+    _write(path, lines)
+
+
+TARGETS = "Targets: compute saved ≥ 2×, chosen configuration's dev score within 0.5 points of no pruning."
+
+
+def _write(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     print("\n".join(lines))
+
+
+def _replayed_table(pruning: tuple[dict, dict, list]) -> list[str]:
+    """Every ``REPLAYED`` setting on the unpruned studies, against them."""
+    return _pruning_table({"none": pruning[1]["none"],
+                           **{name: replay(pruning[2], spec) for name, spec in REPLAYED.items()}}, seconds=False)
 
 
 def _pruning_table(results: dict, seconds: bool = True) -> list[str]:
