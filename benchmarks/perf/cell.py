@@ -63,9 +63,10 @@ def regbench_cell(out: Path, trials: int = 4, pruner: str | dict = "median", see
     (cell,) = grid.plan_cells(profile)
     out.mkdir(parents=True, exist_ok=True)
     ctx = grid.GridContext(profile, out, f"sqlite:///{out / 'mlflow.db'}", grid.open_storage(out), worker=sampler)
-    study = tune.open_study(ctx.storage, cell.key, sampler, profile.pruner)
-    for params in configurations:
-        study.enqueue_trial(params)
+    if configurations:
+        study = tune.open_study(ctx.storage, cell.key, sampler, profile.pruner)
+        for params in configurations:
+            study.enqueue_trial(params)
     start = time.perf_counter()
 
     class Bar:
@@ -139,20 +140,19 @@ def pruning_study(out: Path, trials: int, samplers: int, size: str = "k16",
       difference is which trials stop early — the pruner's own cost (did it stop the eventual winner?).
 
     Steps and the chosen dev score do not depend on the machine's speed; seconds do."""
-    independent, paired, unpruned = {}, {}, []
+    independent, paired, curves = {}, {}, []
     for index, (name, pruner) in enumerate(pruners.items()):
         runs = [regbench_cell(out / f"{index}-{s}", trials=trials, pruner=pruner, seeds=(1,), sampler=f"sampler{s}",
                               size=size) for s in range(1, samplers + 1)]
         independent[name] = _pruning_totals(runs)
         if pruner == "none":
             curves = [sorted(r["trials"], key=lambda t: t["number"]) for r in runs]
-            unpruned = [[t["params"] for t in study] for study in curves]
             paired[name] = independent[name]
         else:
             paired[name] = _pruning_totals([
                 regbench_cell(out / f"paired-{index}-{s}", trials=trials, pruner=pruner, seeds=(1,),
-                              sampler=f"sampler{s}", configurations=configurations, size=size)
-                for s, configurations in enumerate(unpruned, start=1)])
+                              sampler=f"sampler{s}", configurations=[t["params"] for t in study], size=size)
+                for s, study in enumerate(curves, start=1)])
     return independent, paired, curves
 
 
