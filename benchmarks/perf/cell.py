@@ -205,11 +205,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 2))
     if args.pruning_only:
+        report = Path(args.out)
+        recorded = load_curves(report, args.pruning_size, args.pruning_trials)
         with tempfile.TemporaryDirectory() as tmp:
-            pruning = pruning_study(Path(tmp), args.pruning_trials, args.pruning_seeds, args.pruning_size,
-                                    {"none": "none"})
-        save_curves(Path(args.out), pruning[2])
-        write_replay_report(Path(args.out), args, pruning)
+            studies = unpruned_studies(Path(tmp), report, args, recorded)
+        write_replay_report(report, args, studies)
         return
     # Both paths start from the same tokenized pool: loading and tokenizing SST-2 once is not what is compared.
     prepare_data(get_task("sst2"), RunConfig(task="sst2", train_size="k16"), load_pretrained("minilm").tokenizer, 1)
@@ -225,17 +225,47 @@ def main() -> None:
         print(f"repeat {repeat + 1}: regbench {a['measured_seconds']:.1f} s, Trainer {b['measured_seconds']:.1f} s",
               flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        pruning = pruning_study(Path(tmp), args.pruning_trials, args.pruning_seeds)
-    save_curves(Path(args.out), pruning[2])
+        pruning = pruning_study(Path(tmp), args.pruning_trials, args.pruning_seeds, args.pruning_size)
+    save_curves(Path(args.out), pruning[2], args.pruning_size)
     write_report(Path(args.out), args, ours, theirs, ours_tuning, theirs_tuning, pruning)
 
 
-def save_curves(report: Path, studies: list[list[dict]]) -> None:
+def unpruned_studies(tmp: Path, report: Path, args, recorded: list[list[dict]]) -> list[list[dict]]:
+    """The unpruned studies of TPE seeds 1..``--pruning-seeds``: the recorded ones are kept, only the missing seeds
+    run, and the curves are saved after each one (an interruption loses at most the study in progress)."""
+    studies = list(recorded)
+    for s in range(len(studies) + 1, args.pruning_seeds + 1):
+        run = regbench_cell(tmp / f"none-{s}", trials=args.pruning_trials, pruner="none", seeds=(1,),
+                            sampler=f"sampler{s}", size=args.pruning_size)
+        studies.append(sorted(run["trials"], key=lambda t: t["number"]))
+        save_curves(report, studies, args.pruning_size)
+        print(f"unpruned study {s}/{args.pruning_seeds} done", flush=True)
+    return studies[: args.pruning_seeds]
+
+
+def _curves_path(report: Path) -> Path:
+    return report.with_name(f"{report.stem}-unpruned-studies.json")
+
+
+def save_curves(report: Path, studies: list[list[dict]], size: str) -> None:
     """The unpruned studies' trials (params, per-epoch dev, steps): the data the replayed rows are computed from."""
-    path = report.with_name(f"{report.stem}-unpruned-studies.json")
+    path = _curves_path(report)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([[{k: t[k] for k in ("number", "params", "value", "intermediate", "steps")}
-                                 for t in study] for study in studies], indent=1) + "\n")
+    kept = [[{k: t[k] for k in ("number", "params", "value", "intermediate", "steps")} for t in study]
+            for study in studies]
+    path.write_text(json.dumps({"size": size, "studies": kept}, indent=1) + "\n")
+
+
+def load_curves(report: Path, size: str, trials: int) -> list[list[dict]]:
+    """Studies recorded beside ``report`` by an earlier run of the same cell (none if there is no file)."""
+    path = _curves_path(report)
+    if not path.exists():
+        return []
+    saved = json.loads(path.read_text())
+    if saved["size"] != size or any(len(study) != trials for study in saved["studies"]):
+        raise SystemExit(f"{path} holds {saved['size']} studies of {len(saved['studies'][0])} trials, not {size} "
+                         f"of {trials}: pass another --out, or move that file away to start over")
+    return saved["studies"]
 
 
 def dev_examples(size: str) -> int:
@@ -243,7 +273,7 @@ def dev_examples(size: str) -> int:
     return 2 * int(size[1:]) if size.startswith("k") else int(size[1:])
 
 
-def write_replay_report(path: Path, args, pruning) -> None:
+def write_replay_report(path: Path, args, studies: list[list[dict]]) -> None:
     lines = [
         f"# Pruning on a {args.pruning_trials}-trial study, SST-2 {args.pruning_size} ({dev_examples(args.pruning_size)} "
         "dev examples), replayed",
@@ -257,7 +287,7 @@ def write_replay_report(path: Path, args, pruning) -> None:
         "replayed on their recorded curves (`replay`: exact on the CPU, checked against real paired studies in",
         "`cell.md`). Steps summed over the seeds; dev Δ = change of the chosen configuration's dev score.",
         "",
-        *_replayed_table(pruning),
+        *_replayed_table(studies),
         "",
         TARGETS,
         "",
@@ -307,7 +337,7 @@ def write_report(path: Path, args, ours, theirs, ours_tuning, theirs_tuning, pru
         "Replayed (each setting run on the unpruned studies' recorded dev curves, `replay`; exact on the CPU —",
         "the paired rows above are reproduced to the step — and free, so more settings can be compared):",
         "",
-        *_replayed_table(pruning),
+        *_replayed_table(pruning[2]),
         "",
         TARGETS,
         "",
@@ -324,10 +354,11 @@ def _write(path: Path, lines: list[str]) -> None:
     print("\n".join(lines))
 
 
-def _replayed_table(pruning: tuple[dict, dict, list]) -> list[str]:
-    """Every ``REPLAYED`` setting on the unpruned studies, against them."""
-    return _pruning_table({"none": pruning[1]["none"],
-                           **{name: replay(pruning[2], spec) for name, spec in REPLAYED.items()}}, seconds=False)
+def _replayed_table(studies: list[list[dict]]) -> list[str]:
+    """Every ``REPLAYED`` setting on the unpruned studies, against them (``none`` replayed too: the same steps and
+    scores as the real studies)."""
+    return _pruning_table({name: replay(studies, spec) for name, spec in {"none": {"type": "none"}, **REPLAYED}.items()},
+                          seconds=False)
 
 
 def _pruning_table(results: dict, seconds: bool = True) -> list[str]:
