@@ -21,6 +21,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 
 from .errors import ConfigError
 from .train import TrainConfig
+from .tune import PRUNER_SETTINGS
 
 KEYS = {
     "description": "one line shown by `regbench ls profiles`",
@@ -34,7 +35,8 @@ KEYS = {
     "methods": "method names, or `all` (every registered method); must include std",
     "method_params": "fixed (untuned) method parameters: {method: {param: value}}",
     "trials": "Optuna trials per cell, equal for every method (COMPLETE + PRUNED count)",
-    "pruner": "median | halving | none, or {type: median, n_startup_trials, n_warmup_steps}",
+    "pruner": "median | halving | none, or {type: median, n_startup_trials, n_warmup_steps} | "
+              "{type: halving, min_resource, reduction_factor}",
     "search_space": "overrides: {method: {param: {low, high, log} | {choices: [...]}}}",
     "epochs": "training epochs (a method may define its own length from it, e.g. STD++ 2x)",
     "batch_size": "training batch size",
@@ -160,8 +162,19 @@ def _methods(value: Any, where: str) -> tuple[str, ...]:
 def _pruner(value: Any, where: str) -> dict[str, Any]:
     spec = {"type": value} if isinstance(value, str) or value is None else dict(value)
     spec["type"] = str(spec.get("type") or "none")
-    if spec["type"] not in ("median", "halving", "none"):
+    if spec["type"] not in PRUNER_SETTINGS:
         raise ConfigError(f"{where}: pruner type must be median, halving or none, got {spec['type']!r}")
+    settings = PRUNER_SETTINGS[spec["type"]]
+    for key, setting in spec.items():
+        if key == "type":
+            continue
+        if key not in settings:
+            close = difflib.get_close_matches(str(key), settings, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{where}: pruner {spec['type']} takes {', '.join(settings) or 'no settings'}, "
+                              f"not {key!r}{hint}")
+        if isinstance(setting, bool) or not isinstance(setting, int) or setting < settings[key][1]:
+            raise ConfigError(f"{where}: pruner {key} must be an integer ≥ {settings[key][1]}, got {setting!r}")
     return spec
 
 

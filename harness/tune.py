@@ -61,18 +61,27 @@ def open_study(storage: Any, cell_key: str, worker: str, pruner: dict[str, Any])
 PRUNERS = ("median", "halving", "none")
 
 
+# Each pruner's settings: name -> (default, smallest allowed). Profiles are validated against this table and
+# make_pruner reads its defaults from it, so a setting exists in one place.
+PRUNER_SETTINGS: dict[str, dict[str, tuple[int, int]]] = {
+    "median": {"n_startup_trials": (2, 0), "n_warmup_steps": (1, 0)},
+    "halving": {"min_resource": (1, 1), "reduction_factor": (3, 2)},
+    "none": {},
+}
+
+
 def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
     """``median``: stop a trial whose dev score is below the median of earlier trials at the same epoch (after
     ``n_startup_trials`` trials and ``n_warmup_steps`` epochs). ``halving``: asynchronous successive halving (rungs
-    at epochs min_resource·3^i keep the top third) — prunes harder, for large budgets. ``none``: off."""
+    at epochs min_resource·η^i keep the top 1/η, η = ``reduction_factor``) — prunes harder, for large budgets.
+    ``none``: off."""
     kind = spec.get("type", "median")
+    settings = {name: int(spec.get(name, default)) for name, (default, _) in PRUNER_SETTINGS[kind].items()}
     if kind == "none":
         return optuna.pruners.NopPruner()
     if kind == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=int(spec.get("min_resource", 1)),
-                                                      reduction_factor=int(spec.get("reduction_factor", 3)))
-    return optuna.pruners.MedianPruner(n_startup_trials=int(spec.get("n_startup_trials", 2)),
-                                       n_warmup_steps=int(spec.get("n_warmup_steps", 1)))
+        return optuna.pruners.SuccessiveHalvingPruner(**settings)
+    return optuna.pruners.MedianPruner(**settings)
 
 
 def is_alive(worker: str | None) -> bool:

@@ -55,6 +55,10 @@ def test_shipped_profiles_load_and_include_std():
     ({"search_space": {"std": {"lr": {"low": 1e-3, "high": 1e-5, "log": True}}}}, "low 0.001 is greater than high"),
     ({"sizes": ["k0"]}, "at least 1 example"),
     ({"ood": "yes"}, "ood must be true or false"),
+    ({"pruner": {"type": "halving", "reduction_factr": 2}},
+     "pruner halving takes min_resource, reduction_factor, not 'reduction_factr'; did you mean 'reduction_factor'"),
+    ({"pruner": {"type": "median", "min_resource": 2}}, "pruner median takes n_startup_trials, n_warmup_steps, not"),
+    ({"pruner": {"type": "halving", "reduction_factor": 1}}, "pruner reduction_factor must be an integer ≥ 2, got 1"),
 ])
 def test_bad_profiles_fail_with_one_line_before_any_run(tmp_path, change, message, capsys):
     path = write_profile(tmp_path, **change)
