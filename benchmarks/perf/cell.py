@@ -158,6 +158,7 @@ def pruning_study(out: Path, trials: int, samplers: int, size: str = "k16",
 
 # Settings replayed on the unpruned studies: the trade-off between what a pruner saves and what it loses.
 REPLAYED = {f"median, from epoch {w}": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": w} for w in (1, 2, 3, 4)}
+REPLAYED |= {f"median, {n} startup trials": {"type": "median", "n_startup_trials": n, "n_warmup_steps": 1} for n in (4, 6)}
 REPLAYED |= {f"halving η={eta}, from epoch {r}": {"type": "halving", "min_resource": r, "reduction_factor": eta}
              for eta in (3, 2) for r in (1, 2, 3)}
 
