@@ -21,7 +21,6 @@ Writes ``results/perf/cell.md`` and the unpruned studies' trials to ``results/pe
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -40,6 +39,16 @@ from transformers import (
 )
 from transformers import logging as hf_logging
 
+from regbench.benchmarks.perf.replay import (
+    TARGETS,
+    WITH_NONE,
+    curves_path,
+    load_curves,
+    pruning_table,
+    replay,
+    replayed_table,
+    save_curves,
+)
 from regbench.benchmarks.taskspec import get_task
 from regbench.harness import grid, tune
 from regbench.harness.api import RunConfig, derive_seeds, prepare_data
@@ -156,37 +165,6 @@ def pruning_study(out: Path, trials: int, samplers: int, size: str = "k16",
     return independent, paired, curves
 
 
-# Settings replayed on the unpruned studies: the trade-off between what a pruner saves and what it loses.
-REPLAYED = {f"median, from epoch {w}": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": w} for w in (1, 2, 3, 4)}
-REPLAYED |= {f"median, {n} startup trials": {"type": "median", "n_startup_trials": n, "n_warmup_steps": 1} for n in (4, 6)}
-REPLAYED |= {f"halving η={eta}, from epoch {r}": {"type": "halving", "min_resource": r, "reduction_factor": eta}
-             for eta in (3, 2) for r in (1, 2, 3)}
-
-
-def replay(studies: list[list[dict]], spec: dict) -> dict:
-    """A pruner replayed on recorded unpruned studies: each trial reports its recorded per-epoch values in order and
-    stops where the pruner says. On the CPU a trial's curve does not depend on when it runs, so this gives exactly
-    what a paired study with that pruner would (the paired rows above are the check), at no training cost."""
-    steps, best_dev, pruned = 0, [], 0
-    for trials in studies:
-        study = optuna.create_study(direction="maximize", pruner=tune.make_pruner(spec))
-        for recorded in trials:
-            curve = [v for _, v in sorted(recorded["intermediate"].items(), key=lambda kv: int(kv[0]))]
-            per_epoch = recorded["steps"] // max(1, len(curve))
-            trial = study.ask()
-            for epoch, value in enumerate(curve, start=1):
-                trial.report(value, epoch)
-                if trial.should_prune():
-                    steps, pruned = steps + epoch * per_epoch, pruned + 1
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-                    break
-            else:
-                steps += len(curve) * per_epoch
-                study.tell(trial, recorded["value"])
-        best_dev.append(study.best_value)
-    return {"steps": steps, "seconds": float("nan"), "best_dev": best_dev, "pruned": pruned}
-
-
 def _pruning_totals(runs: list[dict]) -> dict:
     return {"steps": sum(r["steps"] for r in runs), "seconds": sum(r["trial_seconds"] for r in runs),
             "best_dev": [r["best_value"] for r in runs], "pruned": sum(r["n_pruned"] for r in runs)}
@@ -202,15 +180,21 @@ def main() -> None:
                              "resolve 0.5 points; k16's 32 examples are 3.1 points each)")
     parser.add_argument("--pruning-only", action="store_true",
                         help="only the unpruned pruning studies, every pruner setting replayed on them")
+    parser.add_argument("--test-chosen", action="store_true",
+                        help="with --pruning-only: train each setting's chosen configuration again and score it on "
+                             "the test set (does the dev score a pruner loses change the model a grid ends with?)")
     parser.add_argument("--out", default="results/perf/cell.md")
+    parser.add_argument("--curves", help="the unpruned studies' curves, read if there and saved to "
+                                         "(default: <out>-unpruned-studies.json)")
     args = parser.parse_args()
+    args.curves = Path(args.curves) if args.curves else curves_path(Path(args.out))
     torch.set_num_threads(min(2, os.cpu_count() or 2))
     if args.pruning_only:
-        report = Path(args.out)
-        recorded = load_curves(report, args.pruning_size, args.pruning_trials)
+        recorded = load_curves(args.curves, args.pruning_size, args.pruning_trials)
         with tempfile.TemporaryDirectory() as tmp:
-            studies = unpruned_studies(Path(tmp), report, args, recorded)
-        write_replay_report(report, args, studies)
+            studies = unpruned_studies(Path(tmp), args, recorded)
+            tests = chosen_test_scores(Path(tmp), studies, args.pruning_size) if args.test_chosen else None
+        write_replay_report(Path(args.out), args, studies, tests)
         return
     # Both paths start from the same tokenized pool: loading and tokenizing SST-2 once is not what is compared.
     prepare_data(get_task("sst2"), RunConfig(task="sst2", train_size="k16"), load_pretrained("minilm").tokenizer, 1)
@@ -227,11 +211,11 @@ def main() -> None:
               flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         pruning = pruning_study(Path(tmp), args.pruning_trials, args.pruning_seeds, args.pruning_size)
-    save_curves(Path(args.out), pruning[2], args.pruning_size)
+    save_curves(args.curves, pruning[2], args.pruning_size)
     write_report(Path(args.out), args, ours, theirs, ours_tuning, theirs_tuning, pruning)
 
 
-def unpruned_studies(tmp: Path, report: Path, args, recorded: list[list[dict]]) -> list[list[dict]]:
+def unpruned_studies(tmp: Path, args, recorded: list[list[dict]]) -> list[list[dict]]:
     """The unpruned studies of TPE seeds 1..``--pruning-seeds``: the recorded ones are kept, only the missing seeds
     run, and the curves are saved after each one (an interruption loses at most the study in progress)."""
     studies = list(recorded)
@@ -239,34 +223,34 @@ def unpruned_studies(tmp: Path, report: Path, args, recorded: list[list[dict]]) 
         run = regbench_cell(tmp / f"none-{s}", trials=args.pruning_trials, pruner="none", seeds=(1,),
                             sampler=f"sampler{s}", size=args.pruning_size)
         studies.append(sorted(run["trials"], key=lambda t: t["number"]))
-        save_curves(report, studies, args.pruning_size)
+        save_curves(args.curves, studies, args.pruning_size)
         print(f"unpruned study {s}/{args.pruning_seeds} done", flush=True)
     return studies[: args.pruning_seeds]
 
 
-def _curves_path(report: Path) -> Path:
-    return report.with_name(f"{report.stem}-unpruned-studies.json")
+def chosen_test_scores(tmp: Path, studies: list[list[dict]], size: str) -> dict[str, list[float]]:
+    """Test score of each replayed setting's chosen configuration, per study: the configuration trained again on the
+    tuning seed (the trials' split and initialisation) and scored on the test set, as a grid's final run of that
+    seed would be. A configuration chosen by several settings is trained once."""
+    scored: dict[tuple[int, int], float] = {}
+    tests = {}
+    for name, spec in WITH_NONE.items():
+        chosen = replay(studies, spec)["chosen"]
+        for s, trial in enumerate(chosen, start=1):
+            if (s, trial["number"]) not in scored:
+                scored[s, trial["number"]] = _test_score(tmp / f"test-{s}-{trial['number']}", trial, size)
+        tests[name] = [scored[s, t["number"]] for s, t in enumerate(chosen, start=1)]
+    return tests
 
 
-def save_curves(report: Path, studies: list[list[dict]], size: str) -> None:
-    """The unpruned studies' trials (params, per-epoch dev, steps): the data the replayed rows are computed from."""
-    path = _curves_path(report)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kept = [[{k: t[k] for k in ("number", "params", "value", "intermediate", "steps")} for t in study]
-            for study in studies]
-    path.write_text(json.dumps({"size": size, "studies": kept}, indent=1) + "\n")
-
-
-def load_curves(report: Path, size: str, trials: int) -> list[list[dict]]:
-    """Studies recorded beside ``report`` by an earlier run of the same cell (none if there is no file)."""
-    path = _curves_path(report)
-    if not path.exists():
-        return []
-    saved = json.loads(path.read_text())
-    if saved["size"] != size or any(len(study) != trials for study in saved["studies"]):
-        raise SystemExit(f"{path} holds {saved['size']} studies of {len(saved['studies'][0])} trials, not {size} "
-                         f"of {trials}: pass another --out, or move that file away to start over")
-    return saved["studies"]
+def _test_score(out: Path, trial: dict, size: str) -> float:
+    (final,) = regbench_cell(out, trials=1, pruner="none", seeds=(1,), configurations=[trial["params"]],
+                             size=size)["finals"]
+    if final["dev_primary"] != trial["value"]:  # the replay's premise: a configuration's curve is reproducible
+        print(f"warning: trial {trial['number']} trained again scores dev {final['dev_primary']}, "
+              f"recorded {trial['value']}", flush=True)
+    print(f"chosen trial {trial['number']} ({trial['params']}): test {final['test_primary']:.4f}", flush=True)
+    return final["test_primary"]
 
 
 def dev_examples(size: str) -> int:
@@ -274,13 +258,14 @@ def dev_examples(size: str) -> int:
     return 2 * int(size[1:]) if size.startswith("k") else int(size[1:])
 
 
-def write_replay_report(path: Path, args, studies: list[list[dict]]) -> None:
+def write_replay_report(path: Path, args, studies: list[list[dict]], tests: dict[str, list[float]] | None) -> None:
     lines = [
         f"# Pruning on a {args.pruning_trials}-trial study, SST-2 {args.pruning_size} ({dev_examples(args.pruning_size)} "
         "dev examples), replayed",
         "",
         f"Generated by `python benchmarks/perf/cell.py --pruning-only --pruning-size {args.pruning_size} "
-        f"--pruning-trials {args.pruning_trials} --pruning-seeds {args.pruning_seeds} --out {args.out}`",
+        f"--pruning-trials {args.pruning_trials} --pruning-seeds {args.pruning_seeds}"
+        f"{' --test-chosen' if tests else ''} --out {args.out}{_curves_option(args)}`",
         f"on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}.",
         "The cell of `cell.md` (10 epochs, batch 8, lr over log[1e-5, 5e-4]) with a larger sample, so that the dev",
         "score moves in steps finer than the 0.5-point target. Unpruned studies over "
@@ -288,12 +273,22 @@ def write_replay_report(path: Path, args, studies: list[list[dict]]) -> None:
         "replayed on their recorded curves (`replay`: exact on the CPU, checked against real paired studies in",
         "`cell.md`). Steps summed over the seeds; dev Δ = change of the chosen configuration's dev score.",
         "",
-        *_replayed_table(studies),
+        *replayed_table(studies, tests),
         "",
         TARGETS,
+        *([] if tests is None else [
+            "",
+            "Test Δ: each setting's chosen configuration trained again on the tuning seed and scored on the test set",
+            "(the 872 GLUE validation sentences), against the unpruned study's chosen one: whether the dev score a",
+            "pruner loses costs accuracy outside dev.",
+        ]),
         "",
     ]
     _write(path, lines)
+
+
+def _curves_option(args) -> str:
+    return "" if args.curves == curves_path(Path(args.out)) else f" --curves {args.curves}"
 
 
 def write_report(path: Path, args, ours, theirs, ours_tuning, theirs_tuning, pruning) -> None:
@@ -328,17 +323,17 @@ def write_report(path: Path, args, ours, theirs, ours_tuning, theirs_tuning, pru
         "Independent studies (each pruner runs its own TPE study: after the first pruned trial TPE samples other",
         "configurations than the unpruned study, so Δ mixes the pruner's effect with the sampler's draw):",
         "",
-        *_pruning_table(pruning[0]),
+        *pruning_table(pruning[0]),
         "",
         "Paired studies (each pruner's study tries the unpruned study's configurations in the same order, via",
         "`enqueue_trial`: Δ is the pruner's own cost — it is below zero only if the pruner stopped the eventual best):",
         "",
-        *_pruning_table(pruning[1]),
+        *pruning_table(pruning[1]),
         "",
         "Replayed (each setting run on the unpruned studies' recorded dev curves, `replay`; exact on the CPU —",
         "the paired rows above are reproduced to the step — and free, so more settings can be compared):",
         "",
-        *_replayed_table(pruning[2]),
+        *replayed_table(pruning[2]),
         "",
         TARGETS,
         "",
@@ -346,39 +341,12 @@ def write_report(path: Path, args, ours, theirs, ours_tuning, theirs_tuning, pru
     _write(path, lines)
 
 
-TARGETS = "Targets: compute saved ≥ 2×, chosen configuration's dev score within 0.5 points of no pruning."
 
 
 def _write(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
     print("\n".join(lines))
-
-
-def _replayed_table(studies: list[list[dict]]) -> list[str]:
-    """Every ``REPLAYED`` setting on the unpruned studies, against them (``none`` replayed too: the same steps and
-    scores as the real studies)."""
-    return _pruning_table({name: replay(studies, spec) for name, spec in {"none": {"type": "none"}, **REPLAYED}.items()},
-                          seconds=False)
-
-
-def _pruning_table(results: dict, seconds: bool = True) -> list[str]:
-    none = results["none"]
-
-    def deltas(r: dict) -> list[float]:
-        return [100 * (a - b) for a, b in zip(r["best_dev"], none["best_dev"], strict=True)]
-
-    def spent(r: dict) -> str:
-        return f"{r['seconds']:.1f}" if seconds else "—"
-
-    return ["| pruner | trained steps | trial seconds | trials pruned | best dev accuracy | compute saved "
-            "| dev Δ worst / mean (points) |",
-            "|---|---|---|---|---|---|---|",
-            *(f"| {name} | {r['steps']} | {spent(r)} | {r['pruned']} | "
-              f"{', '.join(f'{v:.4f}' for v in r['best_dev'])} | {none['steps'] / max(1, r['steps']):.2f}× steps"
-              + (f", {none['seconds'] / max(1e-9, r['seconds']):.2f}× time" if seconds else "")
-              + f" | {min(deltas(r)):+.2f} / {statistics.mean(deltas(r)):+.2f} |"
-              for name, r in results.items())]
 
 
 if __name__ == "__main__":
