@@ -16,6 +16,12 @@ The two paths are interleaved and repeated; medians are reported. Second part: p
 as independent studies and as paired ones (the same configurations in the same order): compute saved (trained
 steps) and the chosen configuration's dev score; more pruner settings are replayed on the unpruned studies' curves.
 Writes ``results/perf/cell.md`` and the unpruned studies' trials to ``results/perf/cell-unpruned-studies.json``.
+
+The pruning measurement alone, on any size of the cell (only the unpruned studies train; recorded seeds are kept, so a
+larger ``--pruning-seeds`` tops up), optionally with each setting's chosen configuration scored on the test set:
+
+    python benchmarks/perf/cell.py --pruning-only --pruning-size n256 --pruning-seeds 5 --test-chosen \
+        --out results/perf/pruning-n256.md
 """
 
 from __future__ import annotations
@@ -267,9 +273,10 @@ def write_replay_report(path: Path, args, studies: list[list[dict]], tests: dict
         f"--pruning-trials {args.pruning_trials} --pruning-seeds {args.pruning_seeds}"
         f"{' --test-chosen' if tests else ''} --out {args.out}{_curves_option(args)}`",
         f"on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}.",
-        "The cell of `cell.md` (10 epochs, batch 8, lr over log[1e-5, 5e-4]) with a larger sample, so that the dev",
-        "score moves in steps finer than the 0.5-point target. Unpruned studies over "
-        f"{args.pruning_seeds} TPE seeds run for real; each pruner setting is",
+        "The cell of `cell.md` (10 epochs, batch 8, lr over log[1e-5, 5e-4])"
+        + (f", one dev example = {100 / dev_examples(args.pruning_size):.2f} points." if args.pruning_size == "k16" else
+           " with a larger sample, so that the dev score moves in steps finer than the 0.5-point target."),
+        f"Unpruned studies over {args.pruning_seeds} TPE seeds run for real; each pruner setting is",
         "replayed on their recorded curves (`replay`: exact on the CPU, checked against real paired studies in",
         "`cell.md`). Steps summed over the seeds; dev Δ = change of the chosen configuration's dev score.",
         "",
