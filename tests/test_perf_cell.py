@@ -38,51 +38,53 @@ def test_replayed_median_pruner_stops_below_median_trials_at_the_epoch_it_report
 
 
 def _args(tmp_path, seeds: int, size: str = "n256", trials: int = 5) -> argparse.Namespace:
-    return argparse.Namespace(pruning_seeds=seeds, pruning_trials=trials, pruning_size=size,
+    return argparse.Namespace(pruning_seeds=seeds, pruning_trials=trials, pruning_size=size, pruning_method="std",
                               out=str(tmp_path / "report.md"), curves=tmp_path / "report-unpruned-studies.json")
 
 
 def test_unpruned_studies_resume_from_the_recorded_ones(tmp_path, monkeypatch):
     ran = []
 
-    def fake_cell(out, trials, pruner, seeds, sampler, size):
-        ran.append((sampler, size, pruner))
+    def fake_cell(out, trials, pruner, seeds, sampler, size, method):
+        ran.append((sampler, size, pruner, method))
         return {"trials": list(reversed(STUDY))}
 
     monkeypatch.setattr(cell, "regbench_cell", fake_cell)
     args = _args(tmp_path, seeds=3)
-    replay.save_curves(args.curves, [STUDY, STUDY], "n256")
-    recorded = replay.load_curves(args.curves, "n256", 5)
+    replay.save_curves(args.curves, [STUDY, STUDY], "n256", "std")
+    recorded = replay.load_curves(args.curves, "n256", 5, "std")
     assert recorded == [STUDY, STUDY]
 
     studies = cell.unpruned_studies(tmp_path, args, recorded)
-    assert ran == [("sampler3", "n256", "none")]  # seeds 1 and 2 are not trained again
+    assert ran == [("sampler3", "n256", "none", "std")]  # seeds 1 and 2 are not trained again
     assert studies == [STUDY, STUDY, STUDY]  # trials in the order they ran
-    assert replay.load_curves(args.curves, "n256", 5) == studies  # saved as soon as the study finished
+    assert replay.load_curves(args.curves, "n256", 5, "std") == studies  # saved as soon as the study finished
 
 
 def test_recorded_studies_of_another_cell_are_one_error_line_and_stay_on_disk(tmp_path):
     curves = tmp_path / "report-unpruned-studies.json"
-    replay.save_curves(curves, [STUDY], "n256")
+    replay.save_curves(curves, [STUDY], "n256", "l2_sp")
     before = curves.read_text()
-    with pytest.raises(SystemExit, match="holds n256 studies of 5 trials, not k16 of 5: pass another --out or --curves"):
-        replay.load_curves(curves, "k16", 5)
-    with pytest.raises(SystemExit, match="not n256 of 16"):
-        replay.load_curves(curves, "n256", 16)
+    with pytest.raises(SystemExit, match="holds l2_sp n256 studies of 5 trials, not l2_sp k16 of 5: pass another --out"):
+        replay.load_curves(curves, "k16", 5, "l2_sp")
+    with pytest.raises(SystemExit, match="not l2_sp n256 of 16"):
+        replay.load_curves(curves, "n256", 16, "l2_sp")
+    with pytest.raises(SystemExit, match="not std n256 of 5"):
+        replay.load_curves(curves, "n256", 5, "std")
     assert curves.read_text() == before
 
 
 def test_each_chosen_configuration_is_trained_once_and_scored_on_test(tmp_path, monkeypatch):
     trained = []
 
-    def fake_cell(out, trials, pruner, seeds, configurations, size):
+    def fake_cell(out, trials, pruner, seeds, configurations, size, method):
         (params,) = configurations
         number = round(params["lr"] / 1e-4) - 1
         trained.append(number)
         return {"finals": [{"dev_primary": STUDY[number]["value"], "test_primary": 0.5 + number / 100}]}
 
     monkeypatch.setattr(cell, "regbench_cell", fake_cell)
-    tests = cell.chosen_test_scores(tmp_path, [STUDY, STUDY], "n256")
+    tests = cell.chosen_test_scores(tmp_path, [STUDY, STUDY], _args(tmp_path, seeds=2))
     assert tests["none"] == [0.54, 0.54]  # the slow starter, chosen without pruning
     assert tests["median, from epoch 1"] == [0.51, 0.51]  # pruned away: the runner-up is what the grid keeps
     # A configuration chosen by several settings is trained once per study (the two studies are scored apart).

@@ -59,6 +59,7 @@ from regbench.benchmarks.taskspec import get_task
 from regbench.harness import grid, tune
 from regbench.harness.api import RunConfig, derive_seeds, prepare_data
 from regbench.harness.evaluation import score
+from regbench.harness.method import METHODS
 from regbench.harness.model import load_pretrained, resolve_model_path
 from regbench.harness.profiles import parse_profile
 
@@ -70,12 +71,12 @@ PROFILE = {"model": "minilm", "tasks": ["sst2"], "sizes": ["k16"], "noise": [0.0
 
 
 def regbench_cell(out: Path, trials: int = 4, pruner: str | dict = "median", seeds: tuple[int, ...] = (1, 2, 3),
-                  sampler: str = "", configurations: list[dict] = (), size: str = "k16") -> dict:
+                  sampler: str = "", configurations: list[dict] = (), size: str = "k16", method: str = "std") -> dict:
     """One cell through the grid; ``sampler`` names the TPE seed stream (the study's worker name).
     ``configurations`` are enqueued first (Optuna's ``enqueue_trial``): the study tries exactly those, in order."""
-    profile = parse_profile({**PROFILE, "trials": trials, "pruner": pruner, "seeds": list(seeds), "sizes": [size]},
-                            "perf")
-    (cell,) = grid.plan_cells(profile)
+    profile = parse_profile({**PROFILE, "trials": trials, "pruner": pruner, "seeds": list(seeds), "sizes": [size],
+                             "methods": sorted({"std", method})}, "perf")  # a profile always holds std
+    (cell,) = [c for c in grid.plan_cells(profile) if c.method == METHODS.get(method).name]
     out.mkdir(parents=True, exist_ok=True)
     ctx = grid.GridContext(profile, out, f"sqlite:///{out / 'mlflow.db'}", grid.open_storage(out), worker=sampler)
     if configurations:
@@ -186,6 +187,9 @@ def main() -> None:
                              "resolve 0.5 points; k16's 32 examples are 3.1 points each)")
     parser.add_argument("--pruning-only", action="store_true",
                         help="only the unpruned pruning studies, every pruner setting replayed on them")
+    parser.add_argument("--pruning-method", default="std",
+                        help="with --pruning-only: the method whose studies are measured (pruning compares trials of "
+                             "one method, so what it costs may differ between methods)")
     parser.add_argument("--test-chosen", action="store_true",
                         help="with --pruning-only: train each setting's chosen configuration again and score it on "
                              "the test set (does the dev score a pruner loses change the model a grid ends with?)")
@@ -196,10 +200,10 @@ def main() -> None:
     args.curves = Path(args.curves) if args.curves else curves_path(Path(args.out))
     torch.set_num_threads(min(2, os.cpu_count() or 2))
     if args.pruning_only:
-        recorded = load_curves(args.curves, args.pruning_size, args.pruning_trials)
+        recorded = load_curves(args.curves, args.pruning_size, args.pruning_trials, args.pruning_method)
         with tempfile.TemporaryDirectory() as tmp:
             studies = unpruned_studies(Path(tmp), args, recorded)
-            tests = chosen_test_scores(Path(tmp), studies, args.pruning_size) if args.test_chosen else None
+            tests = chosen_test_scores(Path(tmp), studies, args) if args.test_chosen else None
         write_replay_report(Path(args.out), args, studies, tests)
         return
     # Both paths start from the same tokenized pool: loading and tokenizing SST-2 once is not what is compared.
@@ -217,7 +221,7 @@ def main() -> None:
               flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         pruning = pruning_study(Path(tmp), args.pruning_trials, args.pruning_seeds, args.pruning_size)
-    save_curves(args.curves, pruning[2], args.pruning_size)
+    save_curves(args.curves, pruning[2], args.pruning_size, "std")
     write_report(Path(args.out), args, ours, theirs, ours_tuning, theirs_tuning, pruning)
 
 
@@ -227,14 +231,14 @@ def unpruned_studies(tmp: Path, args, recorded: list[list[dict]]) -> list[list[d
     studies = list(recorded)
     for s in range(len(studies) + 1, args.pruning_seeds + 1):
         run = regbench_cell(tmp / f"none-{s}", trials=args.pruning_trials, pruner="none", seeds=(1,),
-                            sampler=f"sampler{s}", size=args.pruning_size)
+                            sampler=f"sampler{s}", size=args.pruning_size, method=args.pruning_method)
         studies.append(sorted(run["trials"], key=lambda t: t["number"]))
-        save_curves(args.curves, studies, args.pruning_size)
+        save_curves(args.curves, studies, args.pruning_size, args.pruning_method)
         print(f"unpruned study {s}/{args.pruning_seeds} done", flush=True)
     return studies[: args.pruning_seeds]
 
 
-def chosen_test_scores(tmp: Path, studies: list[list[dict]], size: str) -> dict[str, list[float]]:
+def chosen_test_scores(tmp: Path, studies: list[list[dict]], args) -> dict[str, list[float]]:
     """Test score of each replayed setting's chosen configuration, per study: the configuration trained again on the
     tuning seed (the trials' split and initialisation) and scored on the test set, as a grid's final run of that
     seed would be. A configuration chosen by several settings is trained once."""
@@ -244,14 +248,14 @@ def chosen_test_scores(tmp: Path, studies: list[list[dict]], size: str) -> dict[
         chosen = replay(studies, spec)["chosen"]
         for s, trial in enumerate(chosen, start=1):
             if (s, trial["number"]) not in scored:
-                scored[s, trial["number"]] = _test_score(tmp / f"test-{s}-{trial['number']}", trial, size)
+                scored[s, trial["number"]] = _test_score(tmp / f"test-{s}-{trial['number']}", trial, args)
         tests[name] = [scored[s, t["number"]] for s, t in enumerate(chosen, start=1)]
     return tests
 
 
-def _test_score(out: Path, trial: dict, size: str) -> float:
+def _test_score(out: Path, trial: dict, args) -> float:
     (final,) = regbench_cell(out, trials=1, pruner="none", seeds=(1,), configurations=[trial["params"]],
-                             size=size)["finals"]
+                             size=args.pruning_size, method=args.pruning_method)["finals"]
     if final["dev_primary"] != trial["value"]:  # the replay's premise: a configuration's curve is reproducible
         print(f"warning: trial {trial['number']} trained again scores dev {final['dev_primary']}, "
               f"recorded {trial['value']}", flush=True)
@@ -266,10 +270,11 @@ def dev_examples(size: str) -> int:
 
 def write_replay_report(path: Path, args, studies: list[list[dict]], tests: dict[str, list[float]] | None) -> None:
     lines = [
-        f"# Pruning on a {args.pruning_trials}-trial study, SST-2 {args.pruning_size} ({dev_examples(args.pruning_size)} "
-        "dev examples), replayed",
+        f"# Pruning on a {args.pruning_trials}-trial study, {args.pruning_method} on SST-2 {args.pruning_size} "
+        f"({dev_examples(args.pruning_size)} dev examples), replayed",
         "",
         f"Generated by `python benchmarks/perf/cell.py --pruning-only --pruning-size {args.pruning_size} "
+        f"{'' if args.pruning_method == 'std' else f'--pruning-method {args.pruning_method} '}"
         f"--pruning-trials {args.pruning_trials} --pruning-seeds {args.pruning_seeds}"
         f"{' --test-chosen' if tests else ''} --out {args.out}{_curves_option(args)}`",
         f"on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}.",

@@ -53,22 +53,23 @@ def curves_path(report: Path) -> Path:
     return report.with_name(f"{report.stem}-unpruned-studies.json")
 
 
-def save_curves(path: Path, studies: list[list[dict]], size: str) -> None:
+def save_curves(path: Path, studies: list[list[dict]], size: str, method: str) -> None:
     """The unpruned studies' trials (params, per-epoch dev, steps): the data the replayed rows are computed from."""
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = [[{k: t[k] for k in ("number", "params", "value", "intermediate", "steps")} for t in study]
             for study in studies]
-    path.write_text(json.dumps({"size": size, "studies": kept}, indent=1) + "\n")
+    path.write_text(json.dumps({"method": method, "size": size, "studies": kept}, indent=1) + "\n")
 
 
-def load_curves(path: Path, size: str, trials: int) -> list[list[dict]]:
+def load_curves(path: Path, size: str, trials: int, method: str) -> list[list[dict]]:
     """Studies recorded by an earlier run of the same cell (none if there is no file)."""
     if not path.exists():
         return []
     saved = json.loads(path.read_text())
-    if saved["size"] != size or any(len(study) != trials for study in saved["studies"]):
-        raise SystemExit(f"{path} holds {saved['size']} studies of {len(saved['studies'][0])} trials, not {size} "
-                         f"of {trials}: pass another --out or --curves, or move that file away to start over")
+    held = (saved["method"], saved["size"], len(saved["studies"][0]))
+    if held != (method, size, trials) or any(len(study) != trials for study in saved["studies"]):
+        raise SystemExit(f"{path} holds {held[0]} {held[1]} studies of {held[2]} trials, not {method} {size} of "
+                         f"{trials}: pass another --out or --curves, or move that file away to start over")
     return saved["studies"]
 
 
