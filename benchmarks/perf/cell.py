@@ -278,7 +278,8 @@ def write_replay_report(path: Path, args, studies: list[list[dict]], tests: dict
         f"--pruning-trials {args.pruning_trials} --pruning-seeds {args.pruning_seeds}"
         f"{' --test-chosen' if tests else ''} --out {args.out}{_curves_option(args)}`",
         f"on {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}.",
-        "The cell of `cell.md` (10 epochs, batch 8, lr over log[1e-5, 5e-4])"
+        "The cell of `cell.md` (10 epochs, batch 8"
+        + (", lr over log[1e-5, 5e-4])" if args.pruning_method == "std" else f", {args.pruning_method}'s search space)")
         + (f", one dev example = {100 / dev_examples(args.pruning_size):.2f} points." if args.pruning_size == "k16" else
            " with a larger sample, so that the dev score moves in steps finer than the 0.5-point target."),
         f"Unpruned studies over {args.pruning_seeds} TPE seeds run for real; each pruner setting is",
