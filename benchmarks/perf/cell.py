@@ -74,9 +74,10 @@ def regbench_cell(out: Path, trials: int = 4, pruner: str | dict = "median", see
                   sampler: str = "", configurations: list[dict] = (), size: str = "k16", method: str = "std") -> dict:
     """One cell through the grid; ``sampler`` names the TPE seed stream (the study's worker name).
     ``configurations`` are enqueued first (Optuna's ``enqueue_trial``): the study tries exactly those, in order."""
+    name = METHODS.get(method).name  # an alias names the same method
     profile = parse_profile({**PROFILE, "trials": trials, "pruner": pruner, "seeds": list(seeds), "sizes": [size],
-                             "methods": sorted({"std", method})}, "perf")  # a profile always holds std
-    (cell,) = [c for c in grid.plan_cells(profile) if c.method == METHODS.get(method).name]
+                             "methods": sorted({"std", name})}, "perf")  # a profile always holds std
+    (cell,) = [c for c in grid.plan_cells(profile) if c.method == name]
     out.mkdir(parents=True, exist_ok=True)
     ctx = grid.GridContext(profile, out, f"sqlite:///{out / 'mlflow.db'}", grid.open_storage(out), worker=sampler)
     if configurations:
