@@ -75,6 +75,9 @@ def _add_grid(sub: Any) -> None:
     bench.add_argument("--tracking-uri", help="MLflow URI (default: SQLite in the output dir; a loopback server "
                                               "when --workers > 1)")
     bench.add_argument("--no-track", action="store_true", help="records only, no MLflow runs")
+    bench.add_argument("--storage", help="Optuna storage: a database URL for workers on several machines "
+                                         "(postgresql://user@host/db) or a journal file (default: $REGBENCH_OPTUNA_STORAGE, "
+                                         "else <out>/optuna.journal)")
     bench.set_defaults(handler=_cmd_bench)
 
 
@@ -116,7 +119,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.profile)
     summary = run_parallel(profile, args.out, workers=args.workers, overwrite=args.overwrite,
-                           tracking_uri=args.tracking_uri, data_dir=args.data_dir, track=not args.no_track)
+                           tracking_uri=args.tracking_uri, data_dir=args.data_dir, track=not args.no_track,
+                           storage=args.storage)
     print(summary)
     return 0
 

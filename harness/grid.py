@@ -13,8 +13,9 @@ trained model of this process's best trial is kept (``BestTrial``) and that fina
 
 Resume: a final run is done iff its record exists and parses; a cell's tuning tops up to the budget (harness.tune);
 MLflow runs carry a key (cell key, ``<cell key>/trial<n>``, run key) and an unfinished run with the same key is
-reattached, or closed when its trial is abandoned — never duplicated. Several workers share the journal file;
-final runs are claimed with an exclusive lock file so no two workers run the same seed.
+reattached, or closed when its trial is abandoned — never duplicated. Several workers share the studies (a journal
+file on one machine, a database across machines: harness.storage); final runs are claimed with lock files
+(harness.claims) so no two workers run the same seed.
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from regbench.benchmarks.fewshot import SizeSpec, check_size_fits, parse_size
 from regbench.benchmarks.noise import NoiseSpec, check_task_supports
 from regbench.benchmarks.taskspec import get_task
 
-from . import api, records, tracking, tune
+from . import api, claims, records, tracking, tune
 from .errors import ConfigError, RegbenchError
 from .method import METHODS
 from .model import load_pretrained
 from .profiles import Profile
+from .storage import open_storage
 
 OVERWRITE_MODES = ("never", "only-missing", "always")
 
@@ -145,12 +147,17 @@ class GridContext:
     data_dir: str | None = None
     track: bool = True
     worker: str = ""
+    done_after: float = 0.0  # records older than this (a time.time()) are not done: the start of an `always` grid
 
 
 def run_grid(profile: Profile, out_dir: str | Path | None = None, *, overwrite: str = "only-missing",
              tracking_uri: str | None = None, data_dir: str | None = None, track: bool = True,
-             progress: bool = True, worker_index: int = 0) -> dict[str, Any]:
-    """Run (or resume) every applicable cell of the profile in this process."""
+             progress: bool = True, worker_index: int = 0, started: float | None = None,
+             storage: str | None = None) -> dict[str, Any]:
+    """Run (or resume) every applicable cell of the profile in this process. ``started`` (a ``time.time()``, default
+    now) is when the grid began: the workers of one grid share it, so under ``--overwrite always`` a seed one of
+    them re-ran is done for the others, and records older than it are re-run. ``storage``: where the Optuna studies
+    live (harness.storage; default ``<out>/optuna.journal``)."""
     if overwrite not in OVERWRITE_MODES:
         raise ConfigError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got {overwrite!r}")
     out = output_dir(profile, out_dir)
@@ -160,7 +167,9 @@ def run_grid(profile: Profile, out_dir: str | Path | None = None, *, overwrite: 
                             "use --overwrite only-missing to resume or another --out")
     out.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri or (tracking.default_tracking_uri(out) if track else None)
-    ctx = GridContext(profile, out, uri, open_storage(out), overwrite, data_dir, track, tune.worker_id())
+    done_after = (time.time() if started is None else started) if overwrite == "always" else 0.0
+    ctx = GridContext(profile, out, uri, open_storage(out, storage), overwrite, data_dir, track, tune.worker_id(),
+                      done_after)
     total = len(cells) * (profile.trials + len(profile.seeds))
     bar = tqdm(total=total, desc=f"{profile.name} runs", unit="run", position=worker_index, disable=not progress)
     summaries = []
@@ -172,13 +181,6 @@ def run_grid(profile: Profile, out_dir: str | Path | None = None, *, overwrite: 
     return {"profile": profile.name, "out_dir": str(out), "cells": summaries, "seconds": time.perf_counter() - start}
 
 
-def open_storage(out: Path) -> Any:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    return JournalStorage(JournalFileBackend(str(out / "optuna.journal")))
-
-
 def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
     """Tune the cell to its budget, then run (or find) the final run of every seed; write the cell summary."""
     profile = ctx.profile
@@ -186,16 +188,15 @@ def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
                     ctx.data_dir, ctx.track)
     space = profile.space(METHODS.get(cell.method))
     study = tune.open_study(ctx.storage, cell.key, ctx.worker, profile.pruner)
-    if ctx.track:
-        tune.close_stale_trials(study, lambda n: tracking.close_runs_with_key(
-            ctx.tracking_uri, experiment_name(profile), f"{cell.key}/trial{n}"))
-    else:
-        tune.close_stale_trials(study)
+    on_stale = (lambda n: tracking.close_runs_with_key(ctx.tracking_uri, experiment_name(profile),
+                                                       f"{cell.key}/trial{n}")) if ctx.track else None
+    tune.close_stale_trials(study, on_stale)  # before counting what is done, for the progress bar
     start = time.perf_counter()
     bar.update(min(tune.counted(study), profile.trials))  # trials done before a resume
     kept = BestTrial()
     with _cell_tracker(ctx, cell) as parent:
-        ran = tune.tune(study, profile.trials, space, _objective(ctx, base, cell, parent.run_id, kept), bar.update)
+        ran = tune.tune(study, profile.trials, space, _objective(ctx, base, cell, parent.run_id, kept), bar.update,
+                        on_stale)
         tuning = tune.summary(study)
         best = tuning["best_params"] or {"lr": base.train.lr}
         reuse = kept.get(tuning["best_trial"])
@@ -282,24 +283,32 @@ def _final_run(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str
     config = with_params(base, best, seed=seed)
     key = api.run_key(config)
     reuse = reuse if reuse is not None and reuse.run_key == key else None  # only the tuning seed's run matches
-    rerun = ctx.overwrite == "always"
     while True:
-        found = _record_for(ctx.out_dir, cell, key)
-        if found is not None and not rerun:
-            if ctx.track:  # killed between writing the record and ending its MLflow run: end that run now
-                tracking.close_runs_with_key(ctx.tracking_uri, experiment_name(ctx.profile), key, "FINISHED")
-            bar.update(1)
-            return _final_summary(found[1], str(found[0]))
-        with _claim(ctx.out_dir / "claims" / key) as claimed:
+        found = _record_for(ctx.out_dir, cell, key, ctx.done_after)
+        if found is not None:
+            return _found_final(ctx, found, key, bar)
+        with claims.Claim(ctx.out_dir / "claims" / key) as claimed:
             if claimed:
+                # Checked again under the claim: another worker may have written this record and released its
+                # claim between the check above and our claim; running now would duplicate its seed.
+                found = _record_for(ctx.out_dir, cell, key, ctx.done_after)
+                if found is not None:
+                    return _found_final(ctx, found, key, bar)
                 tags = {"phase": "final", "run_name": f"{cell.name}/seed{seed}", "size": cell.size,
                         "noise": f"{cell.noise:g}"}
                 record = api.run(config, parent_id, cell_key=cell.key, phase="final", tracker_key=key, tags=tags,
                                  reuse=reuse)
                 bar.update(1)
                 return _final_summary(record, record.get("_path"))
-        rerun = False  # another worker is running this seed: wait for its record (or take over if it dies)
-        time.sleep(1.0)
+        time.sleep(1.0)  # another worker is running this seed: wait for its record (or take over if it dies)
+
+
+def _found_final(ctx: GridContext, found: tuple[Path, dict[str, Any]], key: str, bar: Any) -> dict[str, Any]:
+    """A final run that is already done (by an earlier grid, or by another worker of this one)."""
+    if ctx.track:  # killed between writing the record and ending its MLflow run: end that run now
+        tracking.close_runs_with_key(ctx.tracking_uri, experiment_name(ctx.profile), key, "FINISHED")
+    bar.update(1)
+    return _final_summary(found[1], str(found[0]))
 
 
 def _final_summary(record: dict[str, Any], path: str | None) -> dict[str, Any]:
@@ -314,46 +323,22 @@ def _final_summary(record: dict[str, Any], path: str | None) -> dict[str, Any]:
             "seconds": train_info["reuse_seconds"] if reused else train_info.get("wall_seconds")}
 
 
-def _record_for(out: Path, cell: Cell, key: str) -> tuple[Path, dict[str, Any]] | None:
-    """The newest readable record of this run key (a torn or corrupt file does not count as done)."""
+def _record_for(out: Path, cell: Cell, key: str, done_after: float = 0.0) -> tuple[Path, dict[str, Any]] | None:
+    """The newest readable record of this run key written after ``done_after`` (a file's mtime; 0 accepts any), so a
+    torn or corrupt file, or under ``--overwrite always`` a record older than this grid, does not count as done."""
     folder = out / "records" / cell.task / cell.method.replace("+", "p")
     for path in sorted(folder.glob(f"{key}-*.json*"), reverse=True):
         try:
+            if path.stat().st_mtime < done_after:
+                continue
             return path, records.read_record(path)
-        except RegbenchError:
+        except (RegbenchError, FileNotFoundError):
             continue
     return None
 
 
 def _existing_records(out: Path, cell: Cell) -> bool:
     return any((out / "records" / cell.task / cell.method.replace("+", "p")).glob("*.json*"))
-
-
-class _claim:
-    """An exclusive lock file (O_EXCL) naming its owner; a claim of a dead process is taken over."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.owned = path, False
-
-    def __enter__(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if tune.is_alive(self.path.read_text().strip() or None):
-                    return False
-                self.path.unlink(missing_ok=True)  # stale: its worker died mid-run
-                continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(tune.worker_id())
-            self.owned = True
-            return True
-        return False
-
-    def __exit__(self, *exc: object) -> None:
-        if self.owned:
-            self.path.unlink(missing_ok=True)
 
 
 def _cell_tracker(ctx: GridContext, cell: Cell) -> Any:

@@ -26,21 +26,29 @@ from . import tracking
 from .errors import RegbenchError
 from .grid import output_dir, run_grid
 from .profiles import Profile, load_profile
+from .storage import open_storage
 
 
 def run_parallel(profile: Profile, out: str | None = None, *, workers: int = 1, overwrite: str = "only-missing",
-                 tracking_uri: str | None = None, data_dir: str | None = None, track: bool = True) -> str:
-    """Run the grid with ``workers`` processes; return the per-cell summary as text."""
+                 tracking_uri: str | None = None, data_dir: str | None = None, track: bool = True,
+                 storage: str | None = None) -> str:
+    """Run the grid with ``workers`` processes; return the per-cell summary as text. ``storage``: the Optuna
+    storage (harness.storage) — with a database, the same command on several machines shares one grid."""
     if workers < 1:
         raise RegbenchError(f"--workers must be ≥ 1, got {workers}")
     out_dir = output_dir(profile, out)
+    open_storage(out_dir, storage)  # a bad --storage is one error line before any run; a database gets its tables once
     if workers == 1:
-        run_grid(profile, out_dir, overwrite=overwrite, tracking_uri=tracking_uri, data_dir=data_dir, track=track)
+        run_grid(profile, out_dir, overwrite=overwrite, tracking_uri=tracking_uri, data_dir=data_dir, track=track,
+                 storage=storage)
         return summary_text(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _tracking_server(out_dir, tracking_uri, track) as uri:
         context = multiprocessing.get_context("spawn")
-        procs = [context.Process(target=_worker, args=(profile.path, str(out_dir), uri, overwrite, data_dir, track, i))
+        started = time.time()  # one start for all workers: what `--overwrite always` re-runs (harness.grid)
+        procs = [context.Process(target=_worker,
+                                 args=(profile.path, str(out_dir), uri, overwrite, data_dir, track, i, started,
+                                       storage))
                  for i in range(workers)]
         for proc in procs:
             proc.start()
@@ -53,9 +61,9 @@ def run_parallel(profile: Profile, out: str | None = None, *, workers: int = 1, 
 
 
 def _worker(profile_path: str, out: str, uri: str | None, overwrite: str, data_dir: str | None, track: bool,
-            index: int) -> None:
+            index: int, started: float, storage: str | None) -> None:
     run_grid(load_profile(profile_path), out, overwrite=overwrite, tracking_uri=uri, data_dir=data_dir, track=track,
-             worker_index=index)
+             worker_index=index, started=started, storage=storage)
 
 
 @contextmanager

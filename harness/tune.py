@@ -18,6 +18,7 @@ import hashlib
 import os
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -101,14 +102,25 @@ def is_alive(worker: str | None) -> bool:
 
 
 def close_stale_trials(study: optuna.Study, on_close: Callable[[int], None] | None = None) -> list[int]:
-    """Mark RUNNING trials of dead workers FAIL (they stop counting; their slot is redone)."""
-    closed = []
+    """Mark RUNNING trials of dead workers FAIL (they stop counting; their slot is redone): on this host, a worker
+    whose process is gone; on any host, where the storage keeps heartbeats (a database, harness.storage), a trial
+    whose heartbeat is older than the grace period."""
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if not is_alive(trial.user_attrs.get(WORKER_ATTR)):
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-            closed.append(trial.number)
-            if on_close:
-                on_close(trial.number)
+    # FAIL by either rule (or by another worker meanwhile: closing twice is harmless); our trials never end FAIL
+    # otherwise, and ones other workers finished since are COMPLETE or PRUNED
+    failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    closed = sorted(running & failed)
+    for number in closed:
+        if on_close:
+            on_close(number)
     return closed
 
 
@@ -119,22 +131,37 @@ def counted(study: optuna.Study) -> int:
 
 
 def tune(study: optuna.Study, budget: int, space: dict[str, BaseDistribution],
-         objective: Callable[[optuna.Trial], TrialOutcome], on_trial: Callable[[], None] | None = None) -> int:
-    """Run trials until the budget is used up; returns how many this call ran."""
+         objective: Callable[[optuna.Trial], TrialOutcome], on_trial: Callable[[], None] | None = None,
+         on_stale: Callable[[int], None] | None = None) -> int:
+    """Run trials until the budget is used up; returns how many this call ran. Before each trial, trials of dead
+    workers are closed (``on_stale`` gets their numbers), so a slot lost meanwhile on another host is redone now."""
     ran = 0
-    while counted(study) < budget:
-        trial = study.ask(fixed_distributions=space)
+    while True:
+        close_stale_trials(study, on_stale)
+        if counted(study) >= budget:
+            return ran
+        with warnings.catch_warnings():  # "heartbeat … with Study.optimize": we run its heartbeat ourselves
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask(fixed_distributions=space)
         trial.set_user_attr(WORKER_ATTR, worker_id())
         start = time.perf_counter()
         try:
-            outcome = objective(trial)
+            with _heartbeat(study, trial):
+                outcome = objective(trial)
         except Exception as err:  # noqa: BLE001 — one broken configuration must not stop the grid
             outcome = TrialOutcome(None, False, 0, time.perf_counter() - start, f"{type(err).__name__}: {err}")
         _finish(study, trial, outcome)
         ran += 1
         if on_trial:
             on_trial()
-    return ran
+
+
+def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Any:
+    """Optuna's own heartbeat thread for a trial, as ``study.optimize`` runs it (a no-op where the storage keeps no
+    heartbeats). Ask-and-tell has no public hook for it, hence the private import."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial._trial_id, study._storage)
 
 
 def _finish(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:

@@ -16,7 +16,7 @@ import optuna
 import pytest
 import yaml
 
-from regbench.harness import api, grid, tracking, tune
+from regbench.harness import api, claims, grid, tracking, tune
 from regbench.harness.cli import main
 from regbench.harness.errors import ConfigError, RegbenchError
 from regbench.harness.method import METHODS, Method, register_method
@@ -241,6 +241,44 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, data_dir):
     assert seeds == {1: 1, 2: 1}
     runs = _mlflow_runs(out, "regbench-grid")
     assert len({r.data.tags[tracking.KEY_TAG] for r in runs}) == len(runs)
+
+
+def test_a_seed_another_worker_finished_just_before_the_claim_is_not_run_again(tmp_path, data_dir, monkeypatch):
+    profile = load_profile(str(write_profile(tmp_path, seeds=[1])))
+    out = tmp_path / "out"
+    grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False)
+    (path,) = out.glob("records/*/*/*.json")
+    done = path.read_bytes()
+    path.unlink()  # not there yet when this worker looks ...
+    enter = claims.Claim.__enter__
+
+    def other_worker_finishes_first(claim):  # ... then another worker writes it and releases its claim
+        path.write_bytes(done)
+        return enter(claim)
+
+    monkeypatch.setattr(claims.Claim, "__enter__", other_worker_finishes_first)
+    monkeypatch.setattr(grid.api, "run", lambda *a, **k: pytest.fail("ran a seed another worker had finished"))
+    summary = grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False)
+    assert list(out.glob("records/*/*/*.json")) == [path]
+    assert [f["record"] for f in summary["cells"][0]["finals"]] == [str(path)]
+
+
+def test_overwrite_always_reruns_each_seed_once_across_workers(tmp_path, data_dir, monkeypatch):
+    profile = load_profile(str(write_profile(tmp_path, trials=1)))
+    out = tmp_path / "out"
+    grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False)
+    first = {p.name for p in out.glob("records/*/*/*.json")}
+    started = time.time()
+    grid.run_grid(profile, out, overwrite="always", data_dir=data_dir, track=False, progress=False, started=started)
+    paths = list(out.glob("records/*/*/*.json"))
+    assert len(paths) == 4 and first < {p.name for p in paths}  # old records stay; each seed ran once more
+    seeds = collections.Counter(r["run_info"]["seed"] for r in records_of(out))
+    assert seeds == {1: 2, 2: 2}
+    # a second worker of the same `always` grid takes the seeds the first one re-ran as done
+    monkeypatch.setattr(grid.api, "run", lambda *a, **k: pytest.fail("re-ran a seed this grid had re-run"))
+    summary = grid.run_grid(profile, out, overwrite="always", data_dir=data_dir, track=False, progress=False,
+                            started=started)
+    assert {Path(f["record"]).name for f in summary["cells"][0]["finals"]} == {p.name for p in paths} - first
 
 
 class RejectsThisModel(Method):

@@ -1,0 +1,181 @@
+"""Cluster mode: Optuna studies in a database (heartbeats fail a dead host's trials), claims that go stale on any
+host, and a grid shared by workers through PostgreSQL (where a server is given: $REGBENCH_TEST_POSTGRES_URL)."""
+
+from __future__ import annotations
+
+import collections
+import os
+import sqlite3
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.trial import TrialState
+from test_grid import records_of, write_profile
+
+from regbench.harness import claims, grid, tune
+from regbench.harness.cli import main
+from regbench.harness.errors import ConfigError
+from regbench.harness.profiles import load_profile
+from regbench.harness.storage import STORAGE_ENV, describe, open_storage
+
+PG_ENV = "REGBENCH_TEST_POSTGRES_URL"  # e.g. postgresql://regbench:regbench@127.0.0.1/postgres (.ci/run sets it)
+REMOTE = "another-host.example:4242"  # a worker on another machine: its process id cannot be checked from here
+
+
+def test_storage_defaults_to_a_journal_beside_the_results(tmp_path, monkeypatch):
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    assert isinstance(open_storage(tmp_path / "out"), JournalStorage)
+    assert (tmp_path / "out" / "optuna.journal").exists()
+    monkeypatch.setenv(STORAGE_ENV, str(tmp_path / "shared" / "studies.journal"))
+    open_storage(tmp_path / "out")
+    assert (tmp_path / "shared" / "studies.journal").exists()
+    storage = open_storage(tmp_path / "out", f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert isinstance(storage, RDBStorage) and storage.get_heartbeat_interval() == 60
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("nosuchdb://host/db", "'nosuchdb' is not a database SQLAlchemy knows; use postgresql://"),
+    ("mysql://me:secret@127.0.0.1/db", r"--storage mysql://me:\*\*\*@127.0.0.1/db needs PyMySQL or mysqlclient"),
+    ("postgresql://me:secret@127.0.0.1:1/db", r"cannot reach the Optuna storage postgresql://me:\*\*\*@127.0.0.1:1/db"),
+])
+def test_a_bad_storage_is_one_line_naming_it_and_no_run_starts(tmp_path, url, message, capsys):
+    with pytest.raises(ConfigError, match=message):
+        open_storage(tmp_path, url)
+    profile = write_profile(tmp_path)
+    assert main(["bench", "--profile", str(profile), "--out", str(tmp_path / "out"), "--storage", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("regbench: error:") and len(err.splitlines()) == 1 and "secret" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_directory_is_not_a_journal(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory; give a journal file path"):
+        open_storage(tmp_path, str(tmp_path))
+    assert describe("postgresql://u:p@h/db") == "postgresql://u:***@h/db"
+
+
+def _rdb_study(tmp_path: Path, heartbeat: int = 1, grace: int = 1) -> optuna.Study:
+    storage = open_storage(tmp_path, f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_seconds=heartbeat,
+                           grace_seconds=grace)
+    return tune.open_study(storage, "cluster-test", "w0", {"type": "none"})
+
+
+def _running_trial_of(study: optuna.Study, worker: str) -> optuna.Trial:
+    with warnings.catch_warnings():  # "heartbeat … with Study.optimize": the test drives it by hand
+        warnings.simplefilter("ignore", UserWarning)
+        trial = study.ask({"lr": FloatDistribution(1e-5, 1e-3, log=True)})
+    trial.set_user_attr(tune.WORKER_ATTR, worker)
+    return trial
+
+
+def test_a_trial_of_a_host_that_went_silent_is_failed_and_its_slot_redone(tmp_path):
+    study = _rdb_study(tmp_path)
+    silent = _running_trial_of(study, REMOTE)
+    study._storage.record_heartbeat(silent._trial_id)  # it beat once, then its host died
+    alive = _running_trial_of(study, REMOTE)
+    with tune._heartbeat(study, alive):  # still beating (every second)
+        time.sleep(2.5)
+        assert tune.counted(study) == 2  # another host's worker cannot be checked by its pid: it counts ...
+        closed = []
+        assert tune.close_stale_trials(study, closed.append) == [silent.number] == closed  # ... until it is silent
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {silent.number: TrialState.FAIL, alive.number: TrialState.RUNNING}
+    study.tell(alive, 0.5)
+    stale = []
+    ran = tune.tune(study, 3, {"lr": FloatDistribution(1e-5, 1e-3, log=True)},
+                    lambda trial: tune.TrialOutcome(0.6, False, 1, 0.0), on_stale=stale.append)
+    assert ran == 2 and not stale  # the failed slot is redone: 3 complete in all
+    assert collections.Counter(t.state for t in study.get_trials()) == {TrialState.COMPLETE: 3, TrialState.FAIL: 1}
+
+
+def test_a_trial_beats_while_it_runs(tmp_path):
+    study = _rdb_study(tmp_path, heartbeat=1, grace=2)
+    seen = []
+
+    def objective(trial):
+        time.sleep(3.5)  # longer than the grace: without fresh beats, another worker would fail it now
+        with sqlite3.connect(tmp_path / "optuna.db") as db:
+            seen.append(db.execute("SELECT strftime('%s', CURRENT_TIMESTAMP) - strftime('%s', heartbeat) "
+                                   "FROM trial_heartbeats WHERE trial_id = ?", (trial._trial_id,)).fetchall())
+        seen.append(tune.close_stale_trials(study))
+        return tune.TrialOutcome(0.5, False, 1, 3.5)
+
+    tune.tune(study, 1, {"lr": FloatDistribution(1e-5, 1e-3, log=True)}, objective)
+    (age,), closed = seen[0][0], seen[1]
+    assert age <= 1 and closed == [] and study.get_trials()[0].state == TrialState.COMPLETE
+
+
+def _write_claim(path: Path, owner: str, age: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(owner)
+    then = time.time() - age
+    os.utime(path, (then, then))
+
+
+def test_claims_are_kept_fresh_while_held_and_taken_over_when_silent(tmp_path):
+    path = tmp_path / "claims" / "run-key"
+    with claims.Claim(path, refresh=0.1) as claimed:
+        assert claimed and path.read_text() == tune.worker_id()
+        _write_claim(path, tune.worker_id(), age=100)
+        time.sleep(0.5)
+        assert time.time() - path.stat().st_mtime < 1  # refreshed by its holder
+    assert not path.exists()
+    for owner, age, taken in [(REMOTE, 10, False), (REMOTE, 1000, True), ("", 10, False), ("", 1000, True),
+                              (f"{tune.worker_id().rpartition(':')[0]}:{2 ** 22 + 7}", 10, True)]:  # dead local pid
+        _write_claim(path, owner, age)
+        with claims.Claim(path, grace=180) as claimed:
+            assert claimed == taken, (owner, age)
+            assert path.read_text() == (tune.worker_id() if taken else owner)
+        if not taken:
+            path.unlink()
+
+
+def test_a_grid_on_a_database_storage_resumes_exactly(tmp_path, data_dir):
+    profile = load_profile(str(write_profile(tmp_path, trials=3, seeds=[1, 2], epochs=1)))
+    out, url = tmp_path / "out", f"sqlite:///{tmp_path / 'optuna.db'}"
+    grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False, storage=url)
+    assert not (out / "optuna.journal").exists()
+    again = grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False, storage=url)
+    assert again["cells"][0]["trials_run_now"] == 0
+    (summary,) = optuna.get_all_study_summaries(open_storage(out, url))
+    assert summary.n_trials == 3
+    assert collections.Counter(r["run_info"]["seed"] for r in records_of(out)) == {1: 1, 2: 1}
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh database on the server $REGBENCH_TEST_POSTGRES_URL names, dropped afterwards."""
+    server = os.environ.get(PG_ENV)
+    if not server:
+        pytest.skip(f"no PostgreSQL server (set {PG_ENV}; .ci/run starts one)")
+    import psycopg
+
+    name = f"regbench_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_two_workers_share_a_grid_through_postgresql(tmp_path, data_dir, postgres_url):
+    from regbench.harness.parallel import run_parallel
+
+    profile = load_profile(str(write_profile(tmp_path, trials=4, seeds=[1, 2], epochs=1)))
+    out = tmp_path / "out"
+    assert "sst2" in run_parallel(profile, str(out), workers=2, data_dir=data_dir, storage=postgres_url)
+    storage = open_storage(out, postgres_url)
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
+    assert len({t.number for t in trials}) == len(trials)
+    assert 4 <= sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) <= 5  # overshoot ≤ workers − 1
+    assert collections.Counter(r["run_info"]["seed"] for r in records_of(out)) == {1: 1, 2: 1}
+    assert not (out / "optuna.journal").exists()
