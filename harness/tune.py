@@ -165,15 +165,20 @@ def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Any:
 
 
 def _finish(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:
-    trial.set_user_attr("steps", outcome.steps)
-    trial.set_user_attr("seconds", outcome.seconds)
-    if outcome.error:
-        trial.set_user_attr("error", outcome.error[:500])
-    if outcome.pruned:
-        study.tell(trial, state=TrialState.PRUNED)
-    else:
-        value = outcome.value if outcome.value is not None else FAILURE_SCORE
-        study.tell(trial, value if value == value else FAILURE_SCORE)  # NaN → failure score
+    try:
+        trial.set_user_attr("steps", outcome.steps)
+        trial.set_user_attr("seconds", outcome.seconds)
+        if outcome.error:
+            trial.set_user_attr("error", outcome.error[:500])
+        if outcome.pruned:
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            value = outcome.value if outcome.value is not None else FAILURE_SCORE
+            study.tell(trial, value if value == value else FAILURE_SCORE)  # NaN → failure score
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # Another worker failed it meanwhile: its heartbeat went silent for the grace period (this process was
+        # suspended or stalled). Its slot counts as lost and is redone; the result is dropped, not the grid.
+        pass
 
 
 def summary(study: optuna.Study) -> dict[str, Any]:
