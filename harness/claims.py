@@ -4,6 +4,7 @@ A claim is a lock file created with ``O_EXCL`` (atomic on local disks and on NFS
 (``host:pid``). The owner refreshes its modification time every ``refresh`` seconds while it holds it. A claim is
 stale, and taken over, when its owner is a dead process on this host or, whatever the host (a shared results
 directory in cluster mode, where a process id says nothing), when it has not been refreshed for ``grace`` seconds.
+Both follow the trials' heartbeat (harness.storage): refreshed twice a beat, stale after three silent beats.
 Records decide what is done; a claim only says who is doing it now.
 
 Why files, not final runs enqueued as fixed-parameter trials of a per-cell Optuna study (DESIGN.md's suggestion):
@@ -19,16 +20,17 @@ import time
 from pathlib import Path
 
 from . import tune
-
-REFRESH_SECONDS = 30.0
-GRACE_SECONDS = 180.0
+from .storage import GRACE_BEATS, heartbeat_seconds
 
 
 class Claim:
     """``with Claim(path) as claimed:`` — ``claimed`` is True when this process holds it until the block ends."""
 
-    def __init__(self, path: Path, refresh: float = REFRESH_SECONDS, grace: float = GRACE_SECONDS) -> None:
-        self.path, self.refresh, self.grace = Path(path), refresh, grace
+    def __init__(self, path: Path, refresh: float | None = None, grace: float | None = None) -> None:
+        beat = heartbeat_seconds()
+        self.path = Path(path)
+        self.refresh = refresh or beat / 2
+        self.grace = grace or GRACE_BEATS * beat
         self.owned = False
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None

@@ -146,7 +146,7 @@ class GridContext:
     overwrite: str = "only-missing"
     data_dir: str | None = None
     track: bool = True
-    worker: str = ""
+    worker: str = ""  # seeds each cell's TPE sampler beside the cell key (_sampler_tag)
     done_after: float = 0.0  # records older than this (a time.time()) are not done: the start of an `always` grid
 
 
@@ -168,7 +168,8 @@ def run_grid(profile: Profile, out_dir: str | Path | None = None, *, overwrite: 
     out.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri or (tracking.default_tracking_uri(out) if track else None)
     done_after = (time.time() if started is None else started) if overwrite == "always" else 0.0
-    ctx = GridContext(profile, out, uri, open_storage(out, storage), overwrite, data_dir, track, tune.worker_id(),
+    studies = open_storage(out, storage)
+    ctx = GridContext(profile, out, uri, studies, overwrite, data_dir, track, _sampler_tag(studies, worker_index),
                       done_after)
     total = len(cells) * (profile.trials + len(profile.seeds))
     bar = tqdm(total=total, desc=f"{profile.name} runs", unit="run", position=worker_index, disable=not progress)
@@ -179,6 +180,16 @@ def run_grid(profile: Profile, out_dir: str | Path | None = None, *, overwrite: 
         summaries.append(run_cell(ctx, cell, bar))
     bar.close()
     return {"profile": profile.name, "out_dir": str(out), "cells": summaries, "seconds": time.perf_counter() - start}
+
+
+def _sampler_tag(studies: Any, worker_index: int) -> str:
+    """What seeds each worker's TPE sampler beside the cell key. The worker's index on one machine: the same command
+    proposes the same configurations again (a grid re-run from scratch reproduces its trials) while the workers of
+    one grid propose different ones. With a database, workers on several machines share an index, so their process
+    ids tell them apart instead (cluster grids trade that reproducibility for not repeating each other)."""
+    from optuna.storages import RDBStorage
+
+    return tune.worker_id() if isinstance(studies, RDBStorage) else f"worker{worker_index}"
 
 
 def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:

@@ -23,10 +23,11 @@ from typing import Any
 from .errors import ConfigError
 
 STORAGE_ENV = "REGBENCH_OPTUNA_STORAGE"  # default of --storage, so cluster jobs need not repeat it
-# A trial beats every minute; one silent for three is taken as dead (a trial's epoch can take longer than a minute
-# on a CPU, so the beat runs in a thread, not between epochs).
+HEARTBEAT_ENV = "REGBENCH_HEARTBEAT_SECONDS"
+# A trial beats every minute (in a thread: an epoch can take longer than that on a CPU); one silent for three beats
+# is taken as dead. Final-run claims (harness.claims) follow the same clock.
 HEARTBEAT_SECONDS = 60
-GRACE_SECONDS = 180
+GRACE_BEATS = 3
 # The Python driver each database needs, for the error a missing one gives.
 DRIVERS = {"postgresql": "psycopg (pip install 'regbench[cluster]')", "mysql": "PyMySQL or mysqlclient"}
 
@@ -36,14 +37,26 @@ def describe(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-def open_storage(out: Path, url: str | None = None, *, heartbeat_seconds: int = HEARTBEAT_SECONDS,
-                 grace_seconds: int = GRACE_SECONDS) -> Any:
+def heartbeat_seconds() -> int:
+    """The beat of running trials and final-run claims: ``$REGBENCH_HEARTBEAT_SECONDS`` or 60. Longer where workers
+    may stall for minutes (suspended jobs, a slow shared disk); every worker of a grid should use the same."""
+    text = os.environ.get(HEARTBEAT_ENV, "").strip()
+    if not text:
+        return HEARTBEAT_SECONDS
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"${HEARTBEAT_ENV} must be a whole number of seconds ≥ 1, got {text!r}")
+    return int(text)
+
+
+def open_storage(out: Path, url: str | None = None, *, heartbeat: int | None = None) -> Any:
     """The Optuna storage of a grid: ``url`` (else ``$REGBENCH_OPTUNA_STORAGE``, else ``<out>/optuna.journal``).
-    A URL with ``://`` is a database; anything else is a journal file path."""
+    A URL with ``://`` is a database, whose trials beat every ``heartbeat`` seconds (default
+    :func:`heartbeat_seconds`); anything else is a journal file path."""
     url = url or os.environ.get(STORAGE_ENV) or None
     if url is None or "://" not in url:
         return _journal(Path(url) if url else Path(out) / "optuna.journal")
-    return _database(url, heartbeat_seconds, grace_seconds)
+    beat = heartbeat or heartbeat_seconds()
+    return _database(url, beat, GRACE_BEATS * beat)
 
 
 def _journal(path: Path) -> Any:

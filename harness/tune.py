@@ -3,12 +3,14 @@
 One study per cell, named by the cell key, so a re-run or a second worker loads the same study
 (``load_if_exists``). The budget counts COMPLETE + PRUNED trials plus RUNNING trials of live workers: a re-run after
 an interruption tops up exactly, and parallel workers overshoot by at most workers − 1 (each may ask for a trial
-after reading the same count). A trial whose worker died (its process is gone) is marked FAIL and no longer counts,
-so its slot is redone. Every trial ends COMPLETE or PRUNED: a diverged trial, or one that raises, completes with
-``FAILURE_SCORE`` (below every primary metric, all of which are ≥ −1) so it counts and a cell can never loop.
+after reading the same count). A trial whose worker died (its process is gone; on another host, its heartbeat went
+silent: harness.storage) is marked FAIL and no longer counts, so its slot is redone. A worker whose budget is used
+up waits for the other workers' running trials, so all of them re-run the same best configuration. Every trial
+ends COMPLETE or PRUNED: a diverged trial, or one that raises, completes with ``FAILURE_SCORE`` (below every
+primary metric, all of which are ≥ −1) so it counts and a cell can never loop.
 
-TPE is seeded from the cell key and the worker id: reproducible per worker, different across workers (so two
-workers do not propose the same configuration). Pruning (median by default) acts on the best dev metric so far
+TPE is seeded from the cell key and a worker tag (harness.grid: the worker's index on one machine): a grid run
+again from scratch proposes the same configurations, and two workers do not propose the same ones. Pruning (median by default) acts on the best dev metric so far
 after each epoch (the value the trial would end with if stopped then); ``pruner: none`` turns it off.
 """
 
@@ -21,11 +23,15 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
+
+from .storage import GRACE_BEATS, heartbeat_seconds
 
 FAILURE_SCORE = -1.0
 WORKER_ATTR = "worker"
@@ -49,7 +55,17 @@ def study_name(cell_key: str) -> str:
 
 
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:start``: the start time (Linux: clock ticks since boot) tells this process from a later one that
+    got the same pid, so a dead worker's trial is never kept alive by a stranger."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
+
+
+def _process_start(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]  # field 22, counted after the name in parentheses
 
 
 def open_study(storage: Any, cell_key: str, worker: str, pruner: dict[str, Any]) -> optuna.Study:
@@ -86,10 +102,11 @@ def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
 
 
 def is_alive(worker: str | None) -> bool:
-    """A RUNNING trial counts while its worker lives. Workers on other hosts cannot be checked: assumed alive."""
+    """A RUNNING trial counts while its worker lives. Workers on other hosts cannot be checked: assumed alive (a
+    database storage's heartbeats decide for them). Older ids without a start time are checked by pid alone."""
     if not worker:
         return False
-    host, _, pid = worker.rpartition(":")
+    host, pid, start = (worker.split(":") + [""])[:3]
     if host != socket.gethostname():
         return True
     try:
@@ -98,7 +115,17 @@ def is_alive(worker: str | None) -> bool:
         return False
     except (PermissionError, ValueError):
         return True
-    return True
+    return not start or _process_start(int(pid)) in (start, "")
+
+
+def is_live(trial: FrozenTrial) -> bool:
+    """Whether a RUNNING trial's worker is alive. A trial without a worker yet was just asked for: its worker names
+    itself next (ask and naming are two writes), so it is live until a grace period has passed since its start."""
+    worker = trial.user_attrs.get(WORKER_ATTR)
+    if worker is None:
+        started = trial.datetime_start or datetime.now()
+        return (datetime.now() - started).total_seconds() < GRACE_BEATS * heartbeat_seconds()
+    return is_alive(worker)
 
 
 def close_stale_trials(study: optuna.Study, on_close: Callable[[int], None] | None = None) -> list[int]:
@@ -112,7 +139,7 @@ def close_stale_trials(study: optuna.Study, on_close: Callable[[int], None] | No
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_alive(trial.user_attrs.get(WORKER_ATTR)):
+        if not is_live(trial):
             study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
     # FAIL by either rule (or by another worker meanwhile: closing twice is harmless); our trials never end FAIL
     # otherwise, and ones other workers finished since are COMPLETE or PRUNED
@@ -127,33 +154,54 @@ def close_stale_trials(study: optuna.Study, on_close: Callable[[int], None] | No
 def counted(study: optuna.Study) -> int:
     """Trials that use up budget: COMPLETE + PRUNED, and RUNNING ones of live workers."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
-    return sum(t.state != TrialState.RUNNING or is_alive(t.user_attrs.get(WORKER_ATTR)) for t in trials)
+    return sum(t.state != TrialState.RUNNING or is_live(t) for t in trials)
 
 
 def tune(study: optuna.Study, budget: int, space: dict[str, BaseDistribution],
          objective: Callable[[optuna.Trial], TrialOutcome], on_trial: Callable[[], None] | None = None,
-         on_stale: Callable[[int], None] | None = None) -> int:
-    """Run trials until the budget is used up; returns how many this call ran. Before each trial, trials of dead
-    workers are closed (``on_stale`` gets their numbers), so a slot lost meanwhile on another host is redone now."""
+         on_stale: Callable[[int], None] | None = None, poll_seconds: float = 2.0) -> int:
+    """Run trials until the budget is used up, then wait for other workers' running trials; returns how many this
+    call ran. Before each trial, trials of dead workers are closed (``on_stale`` gets their numbers), so a slot lost
+    meanwhile, on this host or another, is redone now.
+
+    Why wait: the best configuration is only known once every counted trial has ended, and every worker must re-run
+    the same one over the seeds. A worker that went on with the best of the trials finished so far could pick another
+    configuration than the worker still training the last trial, and the cell would get two final runs per seed."""
     ran = 0
     while True:
         close_stale_trials(study, on_stale)
-        if counted(study) >= budget:
+        if counted(study) < budget:
+            _run_trial(study, space, objective)
+            ran += 1
+            if on_trial:
+                on_trial()
+            continue
+        if not running_elsewhere(study):
             return ran
-        with warnings.catch_warnings():  # "heartbeat … with Study.optimize": we run its heartbeat ourselves
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = study.ask(fixed_distributions=space)
+        time.sleep(poll_seconds)
+
+
+def running_elsewhere(study: optuna.Study) -> set[int]:
+    """Numbers of RUNNING trials whose workers are alive (this process runs none while it waits)."""
+    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if is_live(t)}
+
+
+def _run_trial(study: optuna.Study, space: dict[str, BaseDistribution],
+               objective: Callable[[optuna.Trial], TrialOutcome]) -> None:
+    with warnings.catch_warnings():  # "heartbeat … with Study.optimize": we run its heartbeat ourselves
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        trial = study.ask(fixed_distributions=space)
+    try:
         trial.set_user_attr(WORKER_ATTR, worker_id())
-        start = time.perf_counter()
-        try:
-            with _heartbeat(study, trial):
-                outcome = objective(trial)
-        except Exception as err:  # noqa: BLE001 — one broken configuration must not stop the grid
-            outcome = TrialOutcome(None, False, 0, time.perf_counter() - start, f"{type(err).__name__}: {err}")
-        _finish(study, trial, outcome)
-        ran += 1
-        if on_trial:
-            on_trial()
+    except optuna.exceptions.UpdateFinishedTrialError:  # failed meanwhile as unnamed past the grace: not ours now
+        return
+    start = time.perf_counter()
+    try:
+        with _heartbeat(study, trial):
+            outcome = objective(trial)
+    except Exception as err:  # noqa: BLE001 — one broken configuration must not stop the grid
+        outcome = TrialOutcome(None, False, 0, time.perf_counter() - start, f"{type(err).__name__}: {err}")
+    _finish(study, trial, outcome)
 
 
 def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Any:

@@ -4,7 +4,10 @@ host, and a grid shared by workers through PostgreSQL (where a server is given: 
 from __future__ import annotations
 
 import collections
+import multiprocessing
 import os
+import signal
+import socket
 import sqlite3
 import time
 import uuid
@@ -22,7 +25,7 @@ from regbench.harness import claims, grid, tune
 from regbench.harness.cli import main
 from regbench.harness.errors import ConfigError
 from regbench.harness.profiles import load_profile
-from regbench.harness.storage import STORAGE_ENV, describe, open_storage
+from regbench.harness.storage import HEARTBEAT_ENV, STORAGE_ENV, describe, open_storage
 
 PG_ENV = "REGBENCH_TEST_POSTGRES_URL"  # e.g. postgresql://regbench:regbench@127.0.0.1/postgres (.ci/run sets it)
 REMOTE = "another-host.example:4242"  # a worker on another machine: its process id cannot be checked from here
@@ -60,11 +63,10 @@ def test_a_directory_is_not_a_journal(tmp_path):
     assert describe("postgresql://u:p@h/db") == "postgresql://u:***@h/db"
 
 
-def _rdb_study(tmp_path: Path, heartbeat: int = 1, grace: int = 3) -> optuna.Study:
-    """A study in SQLite with a 1 s beat. The grace leaves room for SQLite's whole-second timestamps and a late beat
-    on a busy machine: a beating trial's last beat is at most ~2 s old, a silent one's ≥ 4 s after the sleeps."""
-    storage = open_storage(tmp_path, f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_seconds=heartbeat,
-                           grace_seconds=grace)
+def _rdb_study(tmp_path: Path, heartbeat: int = 1) -> optuna.Study:
+    """A study in SQLite with a 1 s beat, so a 3 s grace: room for SQLite's whole-second timestamps and a late beat
+    on a busy machine (a beating trial's last beat is at most ~2 s old, a silent one's ≥ 4 s after the sleeps)."""
+    storage = open_storage(tmp_path, f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat=heartbeat)
     return tune.open_study(storage, "cluster-test", "w0", {"type": "none"})
 
 
@@ -129,7 +131,8 @@ def test_claims_are_kept_fresh_while_held_and_taken_over_when_silent(tmp_path):
         assert time.time() - path.stat().st_mtime < 1  # refreshed by its holder
     assert not path.exists()
     for owner, age, taken in [(REMOTE, 10, False), (REMOTE, 1000, True), ("", 10, False), ("", 1000, True),
-                              (f"{tune.worker_id().rpartition(':')[0]}:{2 ** 22 + 7}", 10, True)]:  # dead local pid
+                              (f"{socket.gethostname()}:{2 ** 22 + 7}", 10, True),  # a pid no process has
+                              (f"{socket.gethostname()}:{os.getpid()}:1", 10, True)]:  # this pid, another process
         _write_claim(path, owner, age)
         with claims.Claim(path, grace=180) as claimed:
             assert claimed == taken, (owner, age)
@@ -195,3 +198,62 @@ def test_a_trial_failed_meanwhile_by_another_worker_does_not_stop_this_one(tmp_p
 
     assert tune.tune(study, 2, {"lr": FloatDistribution(1e-5, 1e-3, log=True)}, objective) == 3
     assert collections.Counter(t.state for t in study.get_trials()) == {TrialState.COMPLETE: 2, TrialState.FAIL: 1}
+
+
+def test_a_bad_heartbeat_setting_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv(HEARTBEAT_ENV, "1m")
+    with pytest.raises(ConfigError, match=r"REGBENCH_HEARTBEAT_SECONDS must be a whole number of seconds ≥ 1, got '1m'"):
+        open_storage(tmp_path, f"sqlite:///{tmp_path / 'optuna.db'}")
+
+
+def _worker_on_another_host(profile_path: str, out: str, url: str, data_dir: str) -> None:
+    """A grid worker that believes it runs on another machine (spawned: the patch stays in that process)."""
+    socket.gethostname = lambda: REMOTE.split(":")[0]
+    grid.run_grid(load_profile(profile_path), out, data_dir=data_dir, track=False, progress=False, storage=url)
+
+
+def _study_states(storage) -> collections.Counter:
+    summaries = optuna.get_all_study_summaries(storage)
+    if not summaries:
+        return collections.Counter()
+    study = optuna.load_study(study_name=summaries[0].study_name, storage=storage)
+    return collections.Counter(t.state for t in study.get_trials())
+
+
+@pytest.mark.parametrize("killed_in", ["trial", "final run"])
+def test_a_worker_killed_on_another_host_is_taken_over(tmp_path, data_dir, monkeypatch, killed_in):
+    monkeypatch.setenv(HEARTBEAT_ENV, "1")  # a 3 s grace, for trials and claims; the spawned worker inherits it
+    path = str(write_profile(tmp_path, trials=3, seeds=[1, 2], epochs=4))
+    out, url = tmp_path / "out", f"sqlite:///{tmp_path / 'optuna.db'}"
+    storage = open_storage(out, url)
+    proc = multiprocessing.get_context("spawn").Process(target=_worker_on_another_host,
+                                                         args=(path, str(out), url, data_dir))
+    proc.start()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.is_alive():
+        states = _study_states(storage)
+        if (killed_in == "trial" and states[TrialState.COMPLETE] >= 1 and states[TrialState.RUNNING]) or \
+                (killed_in == "final run" and any((out / "claims").glob("*"))):
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.join()
+    assert not list(out.glob("records/*/*/*.json")), f"the kill should land in a {killed_in}"
+    summary = grid.run_grid(load_profile(path), out, data_dir=data_dir, track=False, progress=False, storage=url)
+    states = _study_states(storage)
+    assert states[TrialState.COMPLETE] == 3 and states[TrialState.FAIL] == (killed_in == "trial")
+    assert collections.Counter(r["run_info"]["seed"] for r in records_of(out)) == {1: 1, 2: 1}
+    assert not list((out / "claims").glob("*")) and summary["cells"][0]["n_complete"] == 3
+
+
+def test_a_trial_not_yet_named_by_its_worker_is_live_until_the_grace_ends(tmp_path, monkeypatch):
+    """ask and naming the worker are two writes: another worker looking in between must not fail the trial (the
+    race a second worker hit when it checked for stale trials before every trial)."""
+    monkeypatch.setenv(HEARTBEAT_ENV, "1")  # grace 3 s
+    study = tune.open_study(open_storage(tmp_path), "unnamed", "w0", {"type": "none"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        unnamed = study.ask({"lr": FloatDistribution(1e-5, 1e-3, log=True)})
+    assert tune.close_stale_trials(study) == [] and tune.counted(study) == 1
+    time.sleep(3.2)  # its worker died between the two writes
+    assert tune.close_stale_trials(study) == [unnamed.number] and tune.counted(study) == 0

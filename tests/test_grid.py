@@ -7,8 +7,10 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -239,8 +241,46 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, data_dir):
     assert 4 <= sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) <= 5  # overshoot ≤ workers − 1
     seeds = collections.Counter(r["run_info"]["seed"] for r in records_of(out))
     assert seeds == {1: 1, 2: 1}
+    # both workers re-ran the best of all trials: neither started its final runs before the other's last trial ended
+    best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: (t.value, -t.number))
+    assert all(r["run_info"]["params"] == best.params for r in records_of(out))
     runs = _mlflow_runs(out, "regbench-grid")
     assert len({r.data.tags[tracking.KEY_TAG] for r in runs}) == len(runs)
+
+
+def test_a_worker_waits_for_another_workers_last_trial_before_its_final_runs(tmp_path):
+    from optuna.distributions import FloatDistribution
+
+    study = tune.open_study(grid.open_storage(tmp_path), "wait-test", "w0", {"type": "none"})
+    space = {"lr": FloatDistribution(1e-5, 1e-3, log=True)}
+    other = study.ask(space)
+    other.set_user_attr(tune.WORKER_ATTR, f"{socket.gethostname()}:1")  # pid 1: alive for the whole test
+    finished_at = []
+
+    def other_worker_finishes() -> None:
+        time.sleep(1.5)
+        study.tell(other, 0.9)
+        finished_at.append(time.monotonic())
+
+    thread = threading.Thread(target=other_worker_finishes)
+    thread.start()
+    ran = tune.tune(study, 2, space, lambda trial: tune.TrialOutcome(0.5, False, 1, 0.0), poll_seconds=0.1)
+    returned_at = time.monotonic()
+    thread.join()
+    assert ran == 1 and finished_at and returned_at >= finished_at[0]
+    assert tune.summary(study)["best_params"] == other.params
+
+
+def test_a_grid_run_again_from_scratch_proposes_the_same_trials(tmp_path, data_dir):
+    path = write_profile(tmp_path, trials=3, seeds=[1], epochs=1)
+    proposed = []
+    for out in (tmp_path / "a", tmp_path / "b"):  # separate processes: nothing in memory carries over
+        subprocess.run([sys.executable, "-m", "regbench.harness.cli", "bench", "--profile", str(path), "--out",
+                        str(out), "--data-dir", data_dir, "--no-track"], check=True, capture_output=True,
+                       env={**os.environ, "TQDM_DISABLE": "1"})
+        (cell,) = out.glob("cells/*/*/*.json")
+        proposed.append([t["params"] for t in json.loads(cell.read_text())["trials"]])
+    assert proposed[0] == proposed[1] and len({repr(p) for p in proposed[0]}) == 3
 
 
 def test_a_seed_another_worker_finished_just_before_the_claim_is_not_run_again(tmp_path, data_dir, monkeypatch):
