@@ -279,8 +279,10 @@ def test_a_grid_run_again_from_scratch_proposes_the_same_trials(tmp_path, data_d
                         str(out), "--data-dir", data_dir, "--no-track"], check=True, capture_output=True,
                        env={**os.environ, "TQDM_DISABLE": "1"})
         (cell,) = out.glob("cells/*/*/*.json")
-        proposed.append([t["params"] for t in json.loads(cell.read_text())["trials"]])
-    assert proposed[0] == proposed[1] and len({repr(p) for p in proposed[0]}) == 3
+        proposed.append([(t["params"], t["value"]) for t in json.loads(cell.read_text())["trials"]])
+        proposed.append(sorted((r["run_info"]["seed"], r["metrics"]["test"]) for r in records_of(out)))
+    assert proposed[0] == proposed[2] and len({repr(p) for p, _ in proposed[0]}) == 3  # same trials, same scores
+    assert proposed[1] == proposed[3]  # and the same final runs
 
 
 def test_a_seed_another_worker_finished_just_before_the_claim_is_not_run_again(tmp_path, data_dir, monkeypatch):
