@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from leaderboard_synth import make_record, write, write_cell
 
+from regbench.harness import records
 from regbench.harness.cli import main
 from regbench.harness.errors import RegbenchError
 from regbench.harness.leaderboard import aggregate, build_leaderboard, stats
@@ -126,6 +127,20 @@ def test_incomplete_cell_is_shown_not_bolded_and_not_averaged(records_dir: Path)
     rte = table.columns.index("rte")
     assert row[rte].text.endswith("[4/5]") and not row[rte].bold
     assert row[table.columns.index("Average")].text == "incomplete"
+
+
+def test_the_newest_record_of_a_seed_wins_even_under_another_run_key(tmp_path: Path) -> None:
+    """A cell tuned again from scratch may choose another configuration: its new records have another run key, which
+    can sort before the old one; the newer record is the one kept."""
+    for run_id, stamp, score in (("zzz-old-config", "20260101T000000000000Z", 0.6),
+                                 ("aaa-new-config", "20260301T000000000000Z", 0.8),
+                                 ("mmm-middle", "20260201T000000000000Z", 0.7)):
+        record = make_record("sst2", "std", 1, score)
+        record["run_info"]["run_id"] = run_id
+        records.write_record(tmp_path / "sst2" / "std" / f"{run_id}-{stamp}.json", record)
+    loaded = load_runs(tmp_path)
+    assert loaded.runs["primary"].tolist() == [0.8] and loaded.replaced == 2
+    assert "_written" not in loaded.runs.columns
 
 
 # ---- bad input ---------------------------------------------------------------------------------------------------

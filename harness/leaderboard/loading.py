@@ -3,8 +3,9 @@
 Bad input never crashes a leaderboard: a record that does not parse, fails :func:`records.validate_record`, or lacks
 a field the leaderboard needs (``run_info.size``, ``run_info.noise.rate``) is named in one line and skipped, and the
 skips are counted. Records of other phases (tuning trials, single ``regbench run`` runs) are ignored, not errors.
-When one seed of one cell has several records (``--overwrite always``), the newest (last in path order: the file
-names end in a timestamp) is kept and the replaced ones are counted.
+When one seed of one cell has several records (``--overwrite always``, or a cell tuned again from scratch that chose
+another configuration, so another run key), the newest is kept — by the timestamp that ends every record's file
+name, not by path order, which sorts by run key first — and the replaced ones are counted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from regbench.harness.errors import RegbenchError
 
 CELL = ["size", "noise", "task", "method"]  # what identifies a cell of the leaderboard
 RUN = [*CELL, "seed"]
+WRITTEN = "_written"  # a record's file-name timestamp, only to keep the newest of a seed's records
 
 
 @dataclass
@@ -111,6 +113,12 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _stamp(path: Path) -> str:
+    """The UTC start time in a record's file name (``<run key>-<YYYYmmddTHHMMSSffffff>Z.json``; "" if renamed)."""
+    stem = path.name.split(".", 1)[0]
+    return stem.rpartition("-")[2] if "-" in stem else ""
+
+
 def _record_paths(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.name.endswith((".json", ".json.gz"))
                   and not p.name.startswith(".tmp-") and p.is_file())
@@ -136,12 +144,12 @@ def load_runs(records_dir: str | Path) -> Loaded:
         if record["run_info"].get("phase", "final") != "final":
             loaded.ignored += 1
             continue
-        rows.append(_row(record))
+        rows.append({**_row(record), WRITTEN: _stamp(path)})
     if not rows:
         raise RegbenchError(f"no usable final-run records under {directory} ({len(loaded.skipped)} skipped): "
                             "run `regbench bench --profile <name>` first")
-    runs = pd.DataFrame(rows)
-    kept = runs.drop_duplicates(subset=RUN, keep="last")  # path order = time order within one run key
+    runs = pd.DataFrame(rows).sort_values(WRITTEN, kind="stable")  # ties (renamed files) keep path order
+    kept = runs.drop_duplicates(subset=RUN, keep="last").drop(columns=WRITTEN)
     loaded.replaced = len(runs) - len(kept)
     loaded.runs = kept.sort_values(RUN, key=_sort_key).reset_index(drop=True)
     return loaded
