@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_grid(sub: Any) -> None:
     plan = sub.add_parser("plan", help="print a profile's cells, run counts and estimated cost (runs nothing)")
     bench = sub.add_parser("bench", help="run (or resume) a profile's grid: tune every cell, re-run the best over seeds")
-    for p in (plan, bench):
+    status = sub.add_parser("status", help="how far a profile's grid has got, per cell (reads; runs nothing)")
+    for p in (plan, bench, status):
         p.add_argument("--profile", required=True, help="profile name (see 'regbench ls profiles') or a YAML path")
         p.add_argument("--data-dir", help="Parquet mirror directory (default: $REGBENCH_DATA_DIR or ../shared/data)")
         p.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
@@ -79,6 +80,10 @@ def _add_grid(sub: Any) -> None:
                                          "(postgresql://user@host/db) or a journal file (default: $REGBENCH_OPTUNA_STORAGE, "
                                          "else <out>/optuna.journal)")
     bench.set_defaults(handler=_cmd_bench)
+    status.add_argument("--out", help="the grid's output directory (default results/<profile>)")
+    status.add_argument("--storage", help="the grid's Optuna storage, as given to bench (default: "
+                                          "$REGBENCH_OPTUNA_STORAGE, else <out>/optuna.journal)")
+    status.set_defaults(handler=_cmd_status)
 
 
 def _add_check_method(sub: Any) -> None:
@@ -110,6 +115,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print(render(profile, table, args.speed))
     if args.csv:
         table.to_csv(args.csv, index=False)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .profiles import load_profile
+    from .status import render, status_table
+
+    profile = load_profile(args.profile)
+    print(render(profile, status_table(profile, args.out, args.storage, args.data_dir)))
     return 0
 
 
