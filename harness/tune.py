@@ -192,6 +192,7 @@ def _run_trial(study: optuna.Study, space: dict[str, BaseDistribution],
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         trial = study.ask(fixed_distributions=space)
     try:
+        _first_beat(study, trial)
         trial.set_user_attr(WORKER_ATTR, worker_id())
     except optuna.exceptions.UpdateFinishedTrialError:  # failed meanwhile as unnamed past the grace: not ours now
         return
@@ -202,6 +203,16 @@ def _run_trial(study: optuna.Study, space: dict[str, BaseDistribution],
     except Exception as err:  # noqa: BLE001 — one broken configuration must not stop the grid
         outcome = TrialOutcome(None, False, 0, time.perf_counter() - start, f"{type(err).__name__}: {err}")
     _finish(study, trial, outcome)
+
+
+def _first_beat(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Beat once before naming the worker (the thread's first beat comes later). Optuna never fails a trial that
+    never beat, so without this a host dying between naming and that beat would leave a trial that looks alive
+    forever; with it, a trial is unnamed (live for a grace: ``is_live``) or has a beat that goes silent."""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    if is_heartbeat_enabled(study._storage):  # (the study wraps an RDBStorage in a cache: ask Optuna, not isinstance)
+        study._storage.record_heartbeat(trial._trial_id)
 
 
 def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Any:

@@ -239,7 +239,12 @@ def test_a_worker_killed_on_another_host_is_taken_over(tmp_path, data_dir, monke
     os.kill(proc.pid, signal.SIGKILL)
     proc.join()
     assert not list(out.glob("records/*/*/*.json")), f"the kill should land in a {killed_in}"
-    summary = grid.run_grid(load_profile(path), out, data_dir=data_dir, track=False, progress=False, storage=url)
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("this worker waited for the killed one's trial for ever"))
+    signal.alarm(150)  # a hang fails the test instead of the whole CI run
+    try:
+        summary = grid.run_grid(load_profile(path), out, data_dir=data_dir, track=False, progress=False, storage=url)
+    finally:
+        signal.alarm(0)
     states = _study_states(storage)
     assert states[TrialState.COMPLETE] == 3 and states[TrialState.FAIL] == (killed_in == "trial")
     assert collections.Counter(r["run_info"]["seed"] for r in records_of(out)) == {1: 1, 2: 1}
@@ -257,3 +262,15 @@ def test_a_trial_not_yet_named_by_its_worker_is_live_until_the_grace_ends(tmp_pa
     assert tune.close_stale_trials(study) == [] and tune.counted(study) == 1
     time.sleep(3.2)  # its worker died between the two writes
     assert tune.close_stale_trials(study) == [unnamed.number] and tune.counted(study) == 0
+
+
+def test_a_trial_beats_once_before_its_worker_names_itself(tmp_path):
+    """Optuna never fails a trial that never beat: a host dying after naming itself but before its heartbeat
+    thread's first beat would leave a trial every other worker waits for, for ever."""
+    study = _rdb_study(tmp_path)
+    trial = _running_trial_of(study, REMOTE)  # asked and named, by hand: no beat yet
+    with sqlite3.connect(tmp_path / "optuna.db") as db:
+        beats = "SELECT COUNT(*) FROM trial_heartbeats WHERE trial_id = ?"
+        assert db.execute(beats, (trial._trial_id,)).fetchone() == (0,)
+        tune._first_beat(study, trial)  # what tune does between ask and naming
+        assert db.execute(beats, (trial._trial_id,)).fetchone() == (1,)
