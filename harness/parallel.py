@@ -26,7 +26,7 @@ from . import tracking
 from .errors import RegbenchError
 from .grid import output_dir, run_grid
 from .profiles import Profile, load_profile
-from .storage import open_storage
+from .storage import heartbeat_seconds, open_storage
 
 
 def run_parallel(profile: Profile, out: str | None = None, *, workers: int = 1, overwrite: str = "only-missing",
@@ -37,6 +37,7 @@ def run_parallel(profile: Profile, out: str | None = None, *, workers: int = 1, 
     if workers < 1:
         raise RegbenchError(f"--workers must be ≥ 1, got {workers}")
     out_dir = output_dir(profile, out)
+    heartbeat_seconds()  # a bad $REGBENCH_HEARTBEAT_SECONDS is one error line before any run, not in the middle
     open_storage(out_dir, storage)  # a bad --storage is one error line before any run; a database gets its tables once
     if workers == 1:
         run_grid(profile, out_dir, overwrite=overwrite, tracking_uri=tracking_uri, data_dir=data_dir, track=track,
