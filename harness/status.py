@@ -8,7 +8,6 @@ any number of machines are running the grid, or after they were stopped.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from . import records, tune
 from .errors import RegbenchError
 from .grid import Cell, output_dir, plan_cells
 from .profiles import Profile
-from .storage import STORAGE_ENV, open_storage
+from .storage import open_storage, resolve
 
 
 def status_table(profile: Profile, out: str | Path | None = None, storage: str | None = None,
@@ -36,9 +35,8 @@ def status_table(profile: Profile, out: str | Path | None = None, storage: str |
 
 def _studies(out_dir: Path, url: str | None) -> Any:
     """The grid's storage, or None when it has none yet (a journal is not created just to be read)."""
-    url = url or os.environ.get(STORAGE_ENV) or None
-    journal = Path(url) if url and "://" not in url else out_dir / "optuna.journal"
-    if (url is None or "://" not in url) and not journal.exists():
+    where = resolve(out_dir, url)
+    if isinstance(where, Path) and not where.exists():
         return None
     return open_storage(out_dir, url)
 

@@ -52,11 +52,19 @@ def open_storage(out: Path, url: str | None = None, *, heartbeat: int | None = N
     """The Optuna storage of a grid: ``url`` (else ``$REGBENCH_OPTUNA_STORAGE``, else ``<out>/optuna.journal``).
     A URL with ``://`` is a database, whose trials beat every ``heartbeat`` seconds (default
     :func:`heartbeat_seconds`); anything else is a journal file path."""
-    url = url or os.environ.get(STORAGE_ENV) or None
-    if url is None or "://" not in url:
-        return _journal(Path(url) if url else Path(out) / "optuna.journal")
+    where = resolve(out, url)
+    if isinstance(where, Path):
+        return _journal(where)
     beat = heartbeat or heartbeat_seconds()
-    return _database(url, beat, GRACE_BEATS * beat)
+    return _database(where, beat, GRACE_BEATS * beat)
+
+
+def resolve(out: Path, url: str | None = None) -> str | Path:
+    """Where a grid's studies live: a database URL (str) or a journal file (Path)."""
+    url = url or os.environ.get(STORAGE_ENV) or None
+    if url and "://" in url:
+        return url
+    return Path(url) if url else Path(out) / "optuna.journal"
 
 
 def _journal(path: Path) -> Any:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import optuna
 import pytest
+from grid_profiles import records_of, write_profile
 from optuna.distributions import FloatDistribution
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.trial import TrialState
-from test_grid import records_of, write_profile
 
 from regbench.harness import claims, grid, tune
 from regbench.harness.cli import main

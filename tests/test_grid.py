@@ -7,37 +7,20 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import optuna
 import pytest
-import yaml
+from grid_profiles import BASE, mlflow_runs, records_of, write_profile
 
-from regbench.harness import api, claims, grid, tracking, tune
+from regbench.harness import api, grid, tracking, tune
 from regbench.harness.cli import main
 from regbench.harness.errors import ConfigError, RegbenchError
 from regbench.harness.method import METHODS, Method, register_method
 from regbench.harness.profiles import load_profile, parse_profile
-from regbench.harness.records import iter_records
-
-BASE = {"model": "tiny-random-bert", "tasks": ["sst2"], "sizes": ["n16"], "noise": [0.0], "seeds": [1, 2],
-        "methods": ["std"], "trials": 2, "pruner": "none", "epochs": 2, "batch_size": 8, "max_length": 32,
-        "max_test_examples": 24}
-
-
-def write_profile(tmp_path: Path, **changes) -> Path:
-    path = tmp_path / "grid.yaml"
-    path.write_text(yaml.safe_dump({**BASE, **changes}))
-    return path
-
-
-def records_of(out: Path) -> list[dict]:
-    return [r for _, r in iter_records(out / "records")]
 
 
 def test_shipped_profiles_load_and_include_std():
@@ -194,10 +177,6 @@ def test_test_split_is_never_read_during_tuning_or_epoch_selection(tmp_path, dat
         assert r[r.index("test-read"):].count("eval:final") == 1
 
 
-def _mlflow_runs(out: Path, experiment: str) -> list:
-    return tracking.find_runs(tracking.default_tracking_uri(out), experiment)
-
-
 def test_killed_grid_restarts_without_duplicates(tmp_path, data_dir):
     path = write_profile(tmp_path, tasks=["sst2", "rte"], seeds=[1, 2, 3], trials=3, epochs=3)
     out = tmp_path / "out"
@@ -216,7 +195,7 @@ def test_killed_grid_restarts_without_duplicates(tmp_path, data_dir):
     recs = records_of(out)
     keys = collections.Counter((r["run_info"]["cell_key"], r["run_info"]["seed"]) for r in recs)
     assert len(keys) == 6 and set(keys.values()) == {1}
-    runs = _mlflow_runs(out, "regbench-grid")
+    runs = mlflow_runs(out, "regbench-grid")
     run_keys = collections.Counter(r.data.tags[tracking.KEY_TAG] for r in runs)
     assert set(run_keys.values()) == {1}
     assert not [r for r in runs if r.info.status == "RUNNING"]
@@ -225,50 +204,6 @@ def test_killed_grid_restarts_without_duplicates(tmp_path, data_dir):
     finals = [r for r in runs if r.data.tags["phase"] == "final"]
     cells = {r.info.run_id: r for r in runs if r.data.tags["phase"] == "cell"}
     assert all(r.data.tags["mlflow.parentRunId"] in cells for r in finals)
-
-
-def test_two_workers_share_one_study_without_duplicates(tmp_path, data_dir):
-    profile = load_profile(str(write_profile(tmp_path, trials=4, seeds=[1, 2], epochs=1)))
-    out = tmp_path / "out"
-    from regbench.harness.parallel import run_parallel
-
-    text = run_parallel(profile, str(out), workers=2, data_dir=data_dir)
-    assert "sst2" in text
-    storage = grid.open_storage(out)
-    (summary,) = optuna.get_all_study_summaries(storage)
-    trials = optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
-    assert len({t.number for t in trials}) == len(trials)
-    assert 4 <= sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) <= 5  # overshoot ≤ workers − 1
-    seeds = collections.Counter(r["run_info"]["seed"] for r in records_of(out))
-    assert seeds == {1: 1, 2: 1}
-    # both workers re-ran the best of all trials: neither started its final runs before the other's last trial ended
-    best = max((t for t in trials if t.state.name == "COMPLETE"), key=lambda t: (t.value, -t.number))
-    assert all(r["run_info"]["params"] == best.params for r in records_of(out))
-    runs = _mlflow_runs(out, "regbench-grid")
-    assert len({r.data.tags[tracking.KEY_TAG] for r in runs}) == len(runs)
-
-
-def test_a_worker_waits_for_another_workers_last_trial_before_its_final_runs(tmp_path):
-    from optuna.distributions import FloatDistribution
-
-    study = tune.open_study(grid.open_storage(tmp_path), "wait-test", "w0", {"type": "none"})
-    space = {"lr": FloatDistribution(1e-5, 1e-3, log=True)}
-    other = study.ask(space)
-    other.set_user_attr(tune.WORKER_ATTR, f"{socket.gethostname()}:1")  # pid 1: alive for the whole test
-    finished_at = []
-
-    def other_worker_finishes() -> None:
-        time.sleep(1.5)
-        study.tell(other, 0.9)
-        finished_at.append(time.monotonic())
-
-    thread = threading.Thread(target=other_worker_finishes)
-    thread.start()
-    ran = tune.tune(study, 2, space, lambda trial: tune.TrialOutcome(0.5, False, 1, 0.0), poll_seconds=0.1)
-    returned_at = time.monotonic()
-    thread.join()
-    assert ran == 1 and finished_at and returned_at >= finished_at[0]
-    assert tune.summary(study)["best_params"] == other.params
 
 
 def test_a_grid_run_again_from_scratch_proposes_the_same_trials(tmp_path, data_dir):
@@ -283,44 +218,6 @@ def test_a_grid_run_again_from_scratch_proposes_the_same_trials(tmp_path, data_d
         proposed.append(sorted((r["run_info"]["seed"], r["metrics"]["test"]) for r in records_of(out)))
     assert proposed[0] == proposed[2] and len({repr(p) for p, _ in proposed[0]}) == 3  # same trials, same scores
     assert proposed[1] == proposed[3]  # and the same final runs
-
-
-def test_a_seed_another_worker_finished_just_before_the_claim_is_not_run_again(tmp_path, data_dir, monkeypatch):
-    profile = load_profile(str(write_profile(tmp_path, seeds=[1])))
-    out = tmp_path / "out"
-    grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False)
-    (path,) = out.glob("records/*/*/*.json")
-    done = path.read_bytes()
-    path.unlink()  # not there yet when this worker looks ...
-    enter = claims.Claim.__enter__
-
-    def other_worker_finishes_first(claim):  # ... then another worker writes it and releases its claim
-        path.write_bytes(done)
-        return enter(claim)
-
-    monkeypatch.setattr(claims.Claim, "__enter__", other_worker_finishes_first)
-    monkeypatch.setattr(grid.api, "run", lambda *a, **k: pytest.fail("ran a seed another worker had finished"))
-    summary = grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False)
-    assert list(out.glob("records/*/*/*.json")) == [path]
-    assert [f["record"] for f in summary["cells"][0]["finals"]] == [str(path)]
-
-
-def test_overwrite_always_reruns_each_seed_once_across_workers(tmp_path, data_dir, monkeypatch):
-    profile = load_profile(str(write_profile(tmp_path, trials=1)))
-    out = tmp_path / "out"
-    grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False)
-    first = {p.name for p in out.glob("records/*/*/*.json")}
-    started = time.time()
-    grid.run_grid(profile, out, overwrite="always", data_dir=data_dir, track=False, progress=False, started=started)
-    paths = list(out.glob("records/*/*/*.json"))
-    assert len(paths) == 4 and first < {p.name for p in paths}  # old records stay; each seed ran once more
-    seeds = collections.Counter(r["run_info"]["seed"] for r in records_of(out))
-    assert seeds == {1: 2, 2: 2}
-    # a second worker of the same `always` grid takes the seeds the first one re-ran as done
-    monkeypatch.setattr(grid.api, "run", lambda *a, **k: pytest.fail("re-ran a seed this grid had re-run"))
-    summary = grid.run_grid(profile, out, overwrite="always", data_dir=data_dir, track=False, progress=False,
-                            started=started)
-    assert {Path(f["record"]).name for f in summary["cells"][0]["finals"]} == {p.name for p in paths} - first
 
 
 class RejectsThisModel(Method):
@@ -390,7 +287,7 @@ def test_final_run_on_the_tuning_seed_reuses_the_best_trial_and_equals_a_fresh_r
         assert fresh.get(part) == reused.get(part), part
     assert fresh["train_info"]["dev_curve"] == reused["train_info"]["dev_curve"]
     assert fresh["train_info"]["epoch_losses"] == reused["train_info"]["epoch_losses"]
-    (final,) = [r for r in _mlflow_runs(out, "regbench-grid") if r.data.tags.get("phase") == "final"
+    (final,) = [r for r in mlflow_runs(out, "regbench-grid") if r.data.tags.get("phase") == "final"
                 and r.data.tags["seed"] == "1"]
     history = tracking.connect(tracking.default_tracking_uri(out)).get_metric_history(final.info.run_id, "dev_primary")
     assert [m.step for m in history] == [1, 2]  # the reused run logs the trial's per-epoch curve

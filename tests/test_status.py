@@ -6,7 +6,7 @@ import json
 import socket
 
 import pytest
-from test_grid import write_profile
+from grid_profiles import write_profile
 
 from regbench.harness import grid, tune
 from regbench.harness.cli import main
