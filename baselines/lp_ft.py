@@ -45,6 +45,7 @@ from regbench.harness.method import (
     TrainContext,
     decay_groups,
     hparam,
+    linear_schedule_factor,
     register_method,
 )
 from regbench.harness.model import TaskModel
@@ -119,7 +120,7 @@ class LPFT(Method):
             self._unfreeze()
         if self.config.restart_schedule and self.step >= self.probe_steps:
             # Runs after the loop's scheduler step, so this LR is the one the next (stage-2) step uses.
-            factor = _linear_factor(self.step - self.probe_steps, self.tune_steps,
+            factor = linear_schedule_factor(self.step - self.probe_steps, self.tune_steps,
                                     _warmup(self.config.stage_warmup_ratio, self.tune_steps))
             for group in self.ctx.optimizer.param_groups:
                 group["lr"] = group["initial_lr"] * factor
@@ -136,10 +137,3 @@ class LPFT(Method):
 
 def _warmup(ratio: float, steps: int) -> int:
     return math.ceil(ratio * steps)  # as the loop rounds its own warm-up
-
-
-def _linear_factor(step: int, total: int, warmup: int) -> float:
-    """transformers' ``get_linear_schedule_with_warmup`` factor, written out so a running optimiser can use it."""
-    if step < warmup:
-        return float(step) / float(max(1, warmup))
-    return max(0.0, float(total - step) / float(max(1, total - warmup)))

@@ -1,9 +1,9 @@
 """Evaluation: predictions of a model over a split, scored with the task's metrics.
 
 The *primary* score is the mean of the task's primary metric keys (e.g. Pearson and Spearman for STS-B); it is what
-epoch selection, tuning and ranking use. A run "fails" when its best dev primary score is no better than the
-constant majority-class predictor's (regression: a correlation that is NaN or ≤ 0; token tasks: predicting "O"
-everywhere, F1 = 0), as DESIGN.md defines it.
+epoch selection, tuning and ranking use. A final run "fails" when its test primary score is no better than the
+constant majority-class predictor's on the same clean test set (regression: a correlation that is NaN or ≤ 0; token
+tasks: predicting "O" everywhere, F1 = 0); suite version 1 judged it on the (noisy) dev set.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -26,6 +26,8 @@ class EvalResult:
     metrics: dict[str, float]  # every metric key, plus "primary"
     ids: list[int]
     predictions: list[Any]  # label ids, floats, or (token tasks) tag ids of the labelled positions
+    references: list[Any] = field(default_factory=list)  # the gold labels, same order (records keep them: the
+    # leaderboard's bootstrap over test examples recomputes the metric from predictions and references)
 
 
 def primary_score(task: Any, metrics: dict[str, float]) -> float:
@@ -76,7 +78,7 @@ def evaluate_model(model: TaskModel, task: Any, batches: Iterable[dict[str, torc
     ids, preds, refs = predict(model, batches, autocast)
     order = sorted(range(len(ids)), key=ids.__getitem__)  # batches may be length-sorted: restore split order
     ids, preds, refs = ([seq[i] for i in order] for seq in (ids, preds, refs))
-    return EvalResult(score(task, preds, refs), ids, preds)
+    return EvalResult(score(task, preds, refs), ids, preds, refs)
 
 
 def majority_baseline(task: Any, references: Sequence[Any]) -> float:
@@ -89,5 +91,5 @@ def majority_baseline(task: Any, references: Sequence[Any]) -> float:
     return score(task, [majority] * len(references), references)["primary"]
 
 
-def is_failed(task: Any, best_dev: float, baseline: float) -> bool:
-    return math.isnan(best_dev) or best_dev <= baseline
+def is_failed(task: Any, score: float, baseline: float) -> bool:
+    return math.isnan(score) or score <= baseline

@@ -8,8 +8,11 @@ summary per cell: trials, best parameters, tuning cost; rewritten as the cell pr
 studies), ``mlflow.db`` + ``mlartifacts/`` (MLflow mirror: experiment ``regbench-<profile>``, a parent run per
 cell, a child run per trial and per final seed, linked by ``mlflow.parentRunId``).
 
-The final run of the tuning seed (the profile's first seed) with the best parameters is the best trial itself: the
-trained model of this process's best trial is kept (``BestTrial``) and that final run only scores it on the test set.
+Protocol (suite version 2): trials tune on the profile's ``tune_seed`` (0 by default), a seed outside the reported
+``seeds`` — its split is never reported, so no final record carries the winner's curse of the trial that was chosen
+on it; every final run trains afresh. Within a block (task × size × noise) trial *i* of every method draws the same
+values of the shared hyperparameters during the sampler's random start (harness.tune: common random numbers), so
+paired comparisons are not comparisons of learning-rate luck.
 
 Resume: a final run is done iff its record exists and parses; a cell's tuning tops up to the budget (harness.tune);
 MLflow runs carry a key (cell key, ``<cell key>/trial<n>``, run key) and an unfinished run with the same key is
@@ -54,6 +57,7 @@ class Cell:
     method: str
     key: str = ""
     na: str | None = None  # why the task cannot serve this cell (shown by `plan`, skipped by `bench`)
+    block: str = ""  # key of the (task, size, noise) block: seeds the common random numbers of its methods' trials
 
     @property
     def name(self) -> str:
@@ -74,7 +78,7 @@ def template(profile: Profile, task: str, size: str, noise: float, method: str, 
     return api.RunConfig(
         task=task, method=method, method_params=dict(profile.method_params.get(method, {})), model=profile.model,
         pooling=profile.pooling, train_size=size, dev_size=profile.dev_size,
-        max_test_examples=profile.max_test_examples, max_length=profile.max_length, seed=profile.first_seed,
+        max_test_examples=profile.max_test_examples, max_length=profile.max_length, seed=profile.tune_seed,
         dropout=profile.dropout, train=profile.train_config(), data_dir=data_dir, out_dir=str(out_dir),
         tracking_uri=tracking_uri, experiment=experiment_name(profile), track=track, noise_rate=float(noise),
         noise_type=profile.noise_type if noise else "symmetric", profile=profile.name, ood=profile.ood,
@@ -97,11 +101,25 @@ def plan_cells(profile: Profile, data_dir: str | None = None) -> list[Cell]:
         for size in map(parse_size, profile.sizes):
             for noise in profile.noise:
                 na = _not_applicable(profile, task, size, noise, data_dir, pretrained.tokenizer)
+                block = "" if na else block_key(profile, task.name, size.label, noise, pretrained.checksum, data_dir)
                 for method in profile.methods:
                     base = template(profile, task.name, size.label, noise, method, Path("."), None, data_dir)
                     key = "" if na else cell_key(profile, base, pretrained.checksum)
-                    cells.append(Cell(task.name, size.label, float(noise), method, key, na))
+                    cells.append(Cell(task.name, size.label, float(noise), method, key, na, block))
     return cells
+
+
+def block_key(profile: Profile, task: str, size: str, noise: float, model_checksum: str,
+              data_dir: str | None = None) -> str:
+    """Hash of a (task, size, noise) block as every method of it sees it: a cell key without the method and its
+    search space. The common-random-number start of each method's trials is drawn from it."""
+    base = template(profile, task, size, noise, "std", Path("."), None, data_dir)
+    described = api.describe(base, get_task(task), METHODS.get("std").from_params({}), model_checksum)
+    for part in ("seed", "method"):
+        described.pop(part)
+    described["train"].pop("lr")
+    described["data_files"] = _data_hashes(get_task(task), base)
+    return api._hash(described)
 
 
 def _not_applicable(profile: Profile, task: Any, size: SizeSpec, noise: float, data_dir: str | None,
@@ -198,21 +216,18 @@ def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
     base = template(profile, cell.task, cell.size, cell.noise, cell.method, ctx.out_dir, ctx.tracking_uri,
                     ctx.data_dir, ctx.track)
     space = profile.space(METHODS.get(cell.method))
-    study = tune.open_study(ctx.storage, cell.key, ctx.worker, profile.pruner)
+    study = tune.open_study(ctx.storage, cell.key, ctx.worker, profile.pruner, cell.block, profile.startup_trials)
     on_stale = (lambda n: tracking.close_runs_with_key(ctx.tracking_uri, experiment_name(profile),
                                                        f"{cell.key}/trial{n}")) if ctx.track else None
     tune.close_stale_trials(study, on_stale)  # before counting what is done, for the progress bar
     start = time.perf_counter()
     bar.update(min(tune.counted(study), profile.trials))  # trials done before a resume
-    kept = BestTrial()
     with _cell_tracker(ctx, cell) as parent:
-        ran = tune.tune(study, profile.trials, space, _objective(ctx, base, cell, parent.run_id, kept), bar.update,
+        ran = tune.tune(study, profile.trials, space, _objective(ctx, base, cell, parent.run_id), bar.update,
                         on_stale)
         tuning = tune.summary(study)
         best = tuning["best_params"] or {"lr": base.train.lr}
-        reuse = kept.get(tuning["best_trial"])
-        finals = [_final_or_error(ctx, base, cell, best, seed, parent.run_id, bar, reuse) for seed in profile.seeds]
-        del kept, reuse  # free the kept model before the next cell
+        finals = [_final_or_error(ctx, base, cell, best, seed, parent.run_id, bar) for seed in profile.seeds]
         summary = _cell_summary(cell, profile, tuning, finals, time.perf_counter() - start, ran)
         _log_cell(parent, summary)
     _write_json(ctx.out_dir / "cells" / cell.task / cell.method.replace("+", "p") / f"{cell.key}.json", summary)
@@ -237,52 +252,29 @@ def pruning_report(trial: Any) -> Callable[[int, dict[str, float]], bool]:
     return report
 
 
-class BestTrial:
-    """The trained model of this process's best complete trial so far, for the final run on the tuning seed.
-
-    Trials train on the profile's first seed; the final run of that seed with the best trial's parameters is the
-    same run (same run key), so it reuses the trained model and only scores the test set (``api.Trained``). Held in
-    memory only: after a restart, or when another worker's trial is the best, the final run trains as usual.
-    Ties go to the earlier trial, as in ``tune.summary``."""
-
-    def __init__(self) -> None:
-        self.number: int | None = None
-        self.value = -math.inf
-        self.trained: api.Trained | None = None
-
-    def offer(self, number: int, value: float | None, trained: api.Trained | None) -> None:
-        if trained is not None and value is not None and trained.result.best_epoch is not None and value > self.value:
-            self.number, self.value, self.trained = number, value, trained
-
-    def get(self, number: int | None) -> api.Trained | None:
-        return self.trained if number is not None and number == self.number else None
-
-
-def _objective(ctx: GridContext, base: api.RunConfig, cell: Cell, parent_id: str | None, kept: BestTrial):
+def _objective(ctx: GridContext, base: api.RunConfig, cell: Cell, parent_id: str | None):
     def objective(trial: Any) -> tune.TrialOutcome:
         config = dataclasses.replace(with_params(base, trial.params), evaluate_test=False, write_record=False)
         tags = {"phase": "trial", "trial": str(trial.number), "run_name": f"{cell.name}/trial{trial.number}"}
-        trained: list[api.Trained] = []
         record = api.run(config, parent_id, cell_key=cell.key, phase="trial", on_epoch_end=pruning_report(trial),
-                         tracker_key=f"{cell.key}/trial{trial.number}", tags=tags, on_trained=trained.append)
+                         tracker_key=f"{cell.key}/trial{trial.number}", tags=tags)
         info = record["train_info"]
         dev = (record["metrics"].get("dev") or {}).get("primary")
         value = None if record["run_info"]["status"] == "diverged" or dev is None else float(dev)
-        pruned = info.get("stopped_at_epoch") is not None
-        if not pruned:
-            kept.offer(trial.number, value, trained[0] if trained else None)
-        return tune.TrialOutcome(value, pruned, int(info["steps"]), float(info["wall_seconds"]),
-                                 record["run_info"].get("error"))
+        curve = [p["dev_primary"] for p in info["dev_curve"] if math.isfinite(p["dev_primary"])]
+        return tune.TrialOutcome(value, info.get("stopped_at_epoch") is not None, int(info["steps"]),
+                                 float(info["wall_seconds"]), record["run_info"].get("error"),
+                                 sum(curve) / len(curve) if curve else None)
     return objective
 
 
 def _final_or_error(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str, Any], seed: int,
-                    parent_id: str | None, bar: Any, reuse: api.Trained | None = None) -> dict[str, Any]:
+                    parent_id: str | None, bar: Any) -> dict[str, Any]:
     """A final run; a configuration this model cannot take (e.g. re-init of more layers than it has, when every
     trial failed the same way) is reported in the cell summary and the grid goes on: no record, so the leaderboard
     shows the cell as incomplete."""
     try:
-        return _final_run(ctx, base, cell, best, seed, parent_id, bar, reuse)
+        return _final_run(ctx, base, cell, best, seed, parent_id, bar)
     except RegbenchError as err:
         tqdm.write(f"{cell.name} seed {seed}: {err}")
         bar.update(1)
@@ -290,10 +282,9 @@ def _final_or_error(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dic
 
 
 def _final_run(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str, Any], seed: int,
-               parent_id: str | None, bar: Any, reuse: api.Trained | None = None) -> dict[str, Any]:
+               parent_id: str | None, bar: Any) -> dict[str, Any]:
     config = with_params(base, best, seed=seed)
     key = api.run_key(config)
-    reuse = reuse if reuse is not None and reuse.run_key == key else None  # only the tuning seed's run matches
     while True:
         found = _record_for(ctx.out_dir, cell, key, ctx.done_after)
         if found is not None:
@@ -307,8 +298,7 @@ def _final_run(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str
                     return _found_final(ctx, found, key, bar)
                 tags = {"phase": "final", "run_name": f"{cell.name}/seed{seed}", "size": cell.size,
                         "noise": f"{cell.noise:g}"}
-                record = api.run(config, parent_id, cell_key=cell.key, phase="final", tracker_key=key, tags=tags,
-                                 reuse=reuse)
+                record = api.run(config, parent_id, cell_key=cell.key, phase="final", tracker_key=key, tags=tags)
                 bar.update(1)
                 return _final_summary(record, record.get("_path"))
         time.sleep(1.0)  # another worker is running this seed: wait for its record (or take over if it dies)
@@ -323,15 +313,12 @@ def _found_final(ctx: GridContext, found: tuple[Path, dict[str, Any]], key: str,
 
 
 def _final_summary(record: dict[str, Any], path: str | None) -> dict[str, Any]:
-    """One final run in the cell summary; ``steps``/``seconds`` are what it cost now (a reused trial's training was
-    paid, and counted, in tuning)."""
+    """One final run in the cell summary, with what it cost."""
     info, train_info = record["run_info"], record["train_info"]
-    reused = train_info.get("trained_in") is not None
     return {"seed": info["seed"], "run_id": info["run_id"], "status": info["status"], "record": path,
             "test_primary": (record["metrics"].get("test") or {}).get("primary"),
             "dev_primary": (record["metrics"].get("dev") or {}).get("primary"),
-            "trained_in": train_info.get("trained_in"), "steps": 0 if reused else train_info.get("steps"),
-            "seconds": train_info["reuse_seconds"] if reused else train_info.get("wall_seconds")}
+            "steps": train_info.get("steps"), "seconds": train_info.get("wall_seconds")}
 
 
 def _record_for(out: Path, cell: Cell, key: str, done_after: float = 0.0) -> tuple[Path, dict[str, Any]] | None:
@@ -362,11 +349,20 @@ def _cell_tracker(ctx: GridContext, cell: Cell) -> Any:
 
 def _cell_summary(cell: Cell, profile: Profile, tuning: dict[str, Any], finals: list[dict[str, Any]],
                   seconds: float, ran: int) -> dict[str, Any]:
-    return {"cell_key": cell.key, "profile": profile.name, "task": cell.task, "size": cell.size,
-            "noise_rate": cell.noise, "noise_type": profile.noise_type if cell.noise else "none",
-            "method": cell.method, "budget": profile.trials, "trials_run_now": ran, **tuning, "finals": finals,
+    return {"cell_key": cell.key, "block_key": cell.block, "profile": profile.name, "task": cell.task,
+            "size": cell.size, "noise_rate": cell.noise, "noise_type": profile.noise_type if cell.noise else "none",
+            "method": cell.method, "budget": profile.trials, "trials_run_now": ran, "protocol": protocol(profile),
+            **tuning, "finals": finals,
             "wall_seconds": seconds, "cpu_seconds": tuning["trial_seconds"] + sum(f.get("seconds") or 0 for f in finals),
             "gpu_seconds": 0.0}
+
+
+def protocol(profile: Profile) -> dict[str, Any]:
+    """The tuning protocol a cell ran under, as its summary states it (the leaderboard quotes it)."""
+    return {"suite_version": api.SUITE_VERSION, "tune_seed": profile.tune_seed, "seeds": list(profile.seeds),
+            "trials": profile.trials, "sampler": f"common random numbers for {profile.startup_trials} trials, then TPE",
+            "tie_break": tune.TIE_BREAK, "pruner": profile.pruner.get("type", "none"),
+            "evals": profile.evals or profile.epochs}
 
 
 def _log_cell(parent: Any, summary: dict[str, Any]) -> None:

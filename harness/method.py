@@ -6,6 +6,8 @@ The loop (``harness.train``) never names a method. It calls these hooks, in this
                                       inject modules, compute a Fisher mask, cache targets
     param_groups(model, lr, wd)       the main optimiser's parameter groups (default: decay / no-decay split)
     num_epochs(base_epochs)           a recipe may define its own length (STD++ trains 2x longer)
+    pre_phase_epochs()                after prepare: leading epochs that are not part of the main phase (MVCR's AE
+                                      warm-up); the loop's dev evaluations are spread over the main phase only
     on_epoch_start(model, epoch)      phases: freeze the encoder (LP-FT stage 1, MVCR AE warm-up), unfreeze later
     loss(model, batch, outputs)       extra loss terms, by name; may run extra forwards (SMART, R3F)
     after_backward(model)             gradient surgery (ChildTuning masks)
@@ -63,6 +65,8 @@ class TrainContext:
     seed: int
     optimizer: torch.optim.Optimizer | None = None
     autocast: Any = None  # a context-manager factory for the forward passes a method runs itself
+    steps_per_epoch: int = 0  # optimiser steps per epoch (phases measured in epochs convert through it)
+    warmup_ratio: float = 0.0  # the loop's LR warm-up ratio (a method restarting the schedule for a phase reuses it)
 
 
 class Method:
@@ -100,6 +104,11 @@ class Method:
     def num_epochs(self, base_epochs: int) -> int:
         return base_epochs
 
+    def pre_phase_epochs(self) -> int:
+        """Leading epochs that precede the main phase (MVCR's AE-only warm-up). The loop evaluates dev at the same
+        points of every method's main phase (TrainConfig.evals), so an extra phase buys no extra looks at dev."""
+        return 0
+
     def prepare(self, ctx: TrainContext) -> None:
         self.ctx = ctx
 
@@ -125,6 +134,14 @@ class Method:
         """Reference modules the method holds frozen (REPINA's pretrained copy): the conformance suite checks they
         get no gradient, stay in eval mode and never change."""
         return []
+
+
+def linear_schedule_factor(step: int, total: int, warmup: int) -> float:
+    """transformers' ``get_linear_schedule_with_warmup`` factor at ``step``, for a method that restarts the schedule
+    of a running optimiser at a phase boundary (LP-FT's stage 2, MVCR's phase 2): linear warm-up, then linear decay."""
+    if step < warmup:
+        return float(step) / float(max(1, warmup))
+    return max(0.0, float(total - step) / float(max(1, total - warmup)))
 
 
 def private_generator(seed: int, salt: int, device: torch.device | str = "cpu") -> torch.Generator:

@@ -7,8 +7,8 @@ and by a method's ``relative_step_cost`` (SMART ≈ 3, R3F ≈ 2; default 1). A 
 only makes it cheaper) and evaluates dev every epoch; a final run adds the test set and its post-training extras
 (profile keys ``ood``/``collapse``): a forward over each capped OOD set at its own token length, and the collapse
 probes (fine-tuned and pretrained encoders over the probe set at the task's length and the transfer task's train/test
-sets at theirs). The final run of the tuning seed reuses the best trial's training (``grid.BestTrial``): it costs
-only its test scoring and extras. Other hardware: pass
+sets at theirs). Every final run trains afresh (suite version 2: the tuning seed is never a reported seed), and a run
+evaluates dev ``evals`` times (profile key; default one per epoch), whatever its method's length. Other hardware: pass
 ``--speed`` (e.g. 10 for a GPU that is ten times faster) — the plan prints its assumptions.
 """
 
@@ -76,7 +76,8 @@ def _estimate_cell(profile: Profile, cell: Cell, tokenizer: Any, scale: float, d
     method = method_cls.from_params(profile.method_params.get(cell.method, {}))
     epochs = method.num_epochs(profile.epochs)
     cost = float(method_cls.relative_step_cost)
-    trial = RUN_OVERHEAD_SECONDS + epochs * (train * per_example * TRAIN_FACTOR * cost + dev * per_example)
+    evals = profile.evals or profile.epochs
+    trial = RUN_OVERHEAD_SECONDS + epochs * train * per_example * TRAIN_FACTOR * cost + evals * dev * per_example
     final = trial + test_n * per_example + _extras_seconds(profile, task, tokenizer, scale, data_dir, test_n, tokens)
     return CellEstimate(cell, train, dev, test_n, tokens, trial, final)
 
@@ -113,14 +114,13 @@ def _config(profile: Profile, task: str, data_dir: str | None) -> api.RunConfig:
 
 def plan_table(profile: Profile, estimates: list[CellEstimate]) -> pd.DataFrame:
     rows = []
-    reused = int(profile.trials > 0 and profile.first_seed in profile.seeds)  # its training is the best trial's
     for e in estimates:
         c = e.cell
         rows.append({"task": c.task, "size": c.size, "noise": c.noise, "method": c.method,
                      "trials": 0 if c.na else profile.trials, "finals": 0 if c.na else len(profile.seeds),
                      "train": e.train_examples, "dev": e.dev_examples, "test": e.test_examples,
-                     "est_minutes": round((profile.trials * e.trial_seconds + len(profile.seeds) * e.final_seconds
-                                           - reused * e.trial_seconds) / 60, 2),
+                     "est_minutes": round((profile.trials * e.trial_seconds + len(profile.seeds) * e.final_seconds)
+                                          / 60, 2),
                      "status": f"n/a: {c.na}" if c.na else "ok", "cell_key": c.key})
     return pd.DataFrame(rows)
 

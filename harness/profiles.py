@@ -31,11 +31,13 @@ KEYS = {
     "noise": "label-noise rates in [0, 1)",
     "noise_type": "symmetric | asymmetric",
     "seeds": "seeds of the final runs (seed → split, noise draw, init)",
-    "tune_seed": "the seed whose split the trials tune on (default: the first seed)",
+    "tune_seed": "the seed whose split the trials tune on; never one of seeds (default 0: never reported)",
     "methods": "method names, or `all` (every registered method); must include std",
     "method_params": "fixed (untuned) method parameters: {method: {param: value}}",
     "trials": "Optuna trials per cell, equal for every method (COMPLETE + PRUNED count)",
-    "pruner": "median | halving | none, or {type: median, n_startup_trials, n_warmup_steps} | "
+    "startup_trials": "trials drawn with common random numbers across a block's methods before TPE (default 10)",
+    "evals": "dev evaluations per run, spread over each method's main phase (default: one per epoch)",
+    "pruner": "none (default) | median | halving, or {type: median, n_startup_trials, n_warmup_steps} | "
               "{type: halving, min_resource, reduction_factor}",
     "search_space": "overrides: {method: {param: {low, high, log} | {choices: [...]}}}",
     "epochs": "training epochs (a method may define its own length from it, e.g. STD++ 2x)",
@@ -64,9 +66,12 @@ class Profile:
     model: str = "minilm"
     description: str = ""
     noise_type: str = "symmetric"
-    tune_seed: int | None = None
+    tune_seed: int = 0
+    startup_trials: int = 10
+    evals: int | None = None
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median"})
+    # Off by default: its measured cost on dev differs by method (README, results/perf/pruning-*.md).
+    pruner: dict[str, Any] = field(default_factory=lambda: {"type": "none"})
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
     epochs: int = 3
     batch_size: int = 16
@@ -80,7 +85,8 @@ class Profile:
     collapse: bool = True
 
     def train_config(self) -> TrainConfig:
-        return dataclasses.replace(TrainConfig(), epochs=self.epochs, batch_size=self.batch_size, **self.train)
+        return dataclasses.replace(TrainConfig(), epochs=self.epochs, batch_size=self.batch_size, evals=self.evals,
+                                   **self.train)
 
     def space(self, method_cls: Any) -> dict[str, BaseDistribution]:
         """The method's own search space with this profile's overrides applied."""
@@ -88,10 +94,6 @@ class Profile:
         for param, spec in self.search_space.get(method_cls.name, {}).items():
             space[param] = _distribution(spec, f"profile {self.name}: search_space.{method_cls.name}.{param}")
         return space
-
-    @property
-    def first_seed(self) -> int:
-        return self.tune_seed if self.tune_seed is not None else self.seeds[0]
 
 
 def profiles_dir() -> Path:
@@ -200,7 +202,17 @@ def _check(profile: Profile, where: str) -> None:
         raise ConfigError(f"{where}: trials must be an integer ≥ 1, got {profile.trials!r}")
     if any(not isinstance(s, int) for s in profile.seeds) or len(set(profile.seeds)) != len(profile.seeds):
         raise ConfigError(f"{where}: seeds must be distinct integers, got {list(profile.seeds)}")
-    unknown = sorted(set(profile.train) - {f.name for f in dataclasses.fields(TrainConfig)} | ({"lr"} & set(profile.train)))
+    if isinstance(profile.tune_seed, bool) or not isinstance(profile.tune_seed, int) or profile.tune_seed in profile.seeds:
+        raise ConfigError(f"{where}: tune_seed must be an integer outside seeds (trials tune on a split that is never "
+                          f"reported), got {profile.tune_seed!r} with seeds {list(profile.seeds)}")
+    for key in ("startup_trials", "evals"):
+        value = getattr(profile, key)
+        if (value is not None or key == "startup_trials") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "startup_trials" else 1)):
+            raise ConfigError(f"{where}: {key} must be an integer ≥ {0 if key == 'startup_trials' else 1}, "
+                              f"got {value!r} ({KEYS[key]})")
+    unknown = sorted(set(profile.train) - {f.name for f in dataclasses.fields(TrainConfig)}
+                     | ({"lr", "evals", "epochs", "batch_size"} & set(profile.train)))
     if unknown:
         raise ConfigError(f"{where}: train.{unknown[0]} is not a training setting here (lr is tuned; "
                           f"known: {', '.join(f.name for f in dataclasses.fields(TrainConfig) if f.name != 'lr')})")

@@ -111,20 +111,27 @@ def collect_provenance(*, model_name: str, model_checksum: str | None, data_file
     }
 
 
-def compact_predictions(ids: Sequence[int], preds: Sequence[Any], kind: str) -> dict[str, Any]:
+def compact_predictions(ids: Sequence[int], preds: Sequence[Any], kind: str,
+                        refs: Sequence[Any] | None = None) -> dict[str, Any]:
     """Per-example test predictions as plain JSON: label ids, values (6 significant digits: float noise only bloats
-    records) or tag-id sequences. The inverse is reading the dict."""
+    records) or tag-id sequences; with ``refs``, the gold references in the same encoding under ``ref`` (suite
+    version 2: a bootstrap over test examples needs both). The inverse is reading the dict."""
     if kind not in PREDICTION_KINDS:
         raise ValueError(f"prediction kind must be one of {', '.join(PREDICTION_KINDS)}, got {kind!r}")
-    if len(ids) != len(preds):
-        raise ValueError(f"{len(ids)} ids but {len(preds)} predictions")
+    if len(ids) != len(preds) or (refs is not None and len(refs) != len(ids)):
+        raise ValueError(f"{len(ids)} ids but {len(preds)} predictions and {len(refs or [])} references")
+    out = {"kind": kind, "ids": [int(i) for i in ids], "pred": _encode(preds, kind)}
+    if refs:
+        out["ref"] = _encode(refs, kind)
+    return out
+
+
+def _encode(values: Sequence[Any], kind: str) -> list[Any]:
     if kind == "label":
-        pred: list[Any] = [int(p) for p in preds]
-    elif kind == "value":
-        pred = [float(f"{float(p):.6g}") for p in preds]
-    else:
-        pred = [[int(t) for t in seq] for seq in preds]
-    return {"kind": kind, "ids": [int(i) for i in ids], "pred": pred}
+        return [int(p) for p in values]
+    if kind == "value":
+        return [float(f"{float(p):.6g}") for p in values]
+    return [[int(t) for t in seq] for seq in values]
 
 
 def build_record(*, run_info: Mapping[str, Any], train_info: Mapping[str, Any], metrics: Mapping[str, Any],

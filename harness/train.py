@@ -43,6 +43,7 @@ class TrainConfig:
     length_grouping: int = 4  # mega-batch factor for length-grouped batches; 0 = plain shuffling
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 autocast on a bf16 GPU, else fp32) | fp32 | bf16
+    evals: int | None = None  # dev evaluations spread over the main phase; None = one per epoch of `epochs`
 
     def validate(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -53,6 +54,8 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.evals is not None and (isinstance(self.evals, bool) or not isinstance(self.evals, int) or self.evals < 1):
+            raise ConfigError(f"evals must be an integer ≥ 1 (dev evaluations per run) or null, got {self.evals!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
 
@@ -92,18 +95,49 @@ def autocast_factory(device: torch.device, precision: str) -> Callable[[], conte
     return partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
 
 
+def eval_points(total_steps: int, pre_steps: int, evals: int) -> list[int]:
+    """The optimiser steps after which dev is evaluated: ``evals`` points spread evenly over the main phase (the steps
+    after a method's extra leading phase), the last at its end. With one evaluation per epoch of STD's length these
+    are STD's epoch ends, so every method of a cell gets the same number of looks at dev at the same fractions of
+    its main phase (a longer run, STD++, is evaluated less often per epoch, not more often)."""
+    main = total_steps - pre_steps
+    points = sorted({pre_steps + max(1, round(j * main / evals)) for j in range(1, evals + 1)} if main > 0 else set())
+    return [p for p in points if p <= total_steps]
+
+
+@dataclass
+class _Progress:
+    """What the loop has measured so far (one run)."""
+
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[dict[str, float]] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: Any = None
+    best_dev: EvalResult | None = None
+    status: str = "ok"
+    error: str | None = None
+    eval_seconds: float = 0.0
+    seen: int = 0
+    tokens: int = 0
+    step: int = 0
+    epoch_steps: int = 0
+    stopped_at: Any = None
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    logs: dict[str, float] = field(default_factory=dict)
+
+
 def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict[str, Any]]], config: TrainConfig,
           seed: int, pad_id: int, on_epoch_end: Callable[[int, dict[str, float]], Any] | None = None) -> TrainResult:
     """Train ``model`` with ``method`` on ``data['train']``, select on ``data['dev']``, test on ``data['test']``.
 
-    ``data['test']`` may be None (tuning trials): then nothing is tested and the method is still finalized."""
+    ``data['test']`` may be None (tuning trials): then nothing is tested and the method is still finalized.
+    ``on_epoch_end(point, metrics)`` is called after each dev evaluation (``point`` counts evaluations from 1)."""
     config.validate()
     device = resolve_device(config.device)
     autocast = autocast_factory(device, config.precision)
     model.to(device)
-    generator = torch.Generator().manual_seed(seed)
-    train_set, dev_set, test_set = data["train"], data["dev"], data["test"]
-    lengths = [len(f["input_ids"]) for f in train_set]
+    train_set = data["train"]
     epochs = method.num_epochs(config.epochs)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = epochs * steps_per_epoch
@@ -112,79 +146,134 @@ def train(model: TaskModel, method: Method, task: Any, data: dict[str, list[dict
         order = [list(range(i, min(i + config.batch_size, len(train_set)))) for i in range(0, len(train_set), config.batch_size)]
         return batching.iterate(train_set, order, pad_id, device)
 
-    ctx = TrainContext(model, task, _Reiterable(train_batches), device, config.lr, total_steps, seed, autocast=autocast)
+    ctx = TrainContext(model, task, _Reiterable(train_batches), device, config.lr, total_steps, seed, autocast=autocast,
+                       steps_per_epoch=steps_per_epoch, warmup_ratio=config.warmup_ratio)
     method.prepare(ctx)
     optimizer = _build_optimizer(method.param_groups(model, config.lr, config.weight_decay), config.lr, device)
     ctx.optimizer = optimizer
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-
-    majority = majority_baseline(task, [f["labels"] if not task.is_token_task else [t for t in f["labels"] if t != -100] for f in dev_set])
-    curve, losses, epoch_seconds = [], [], []
-    best_state, best_epoch, best_dev, status, error = None, None, None, "ok", None
-    eval_seconds, seen, tokens, stopped_at = 0.0, 0, 0, None
+    pre_steps = min(total_steps, method.pre_phase_epochs() * steps_per_epoch)
+    loop = _Loop(model, method, task, data, config, pad_id, autocast, optimizer, scheduler,
+                 eval_points(total_steps, pre_steps, config.evals or config.epochs), steps_per_epoch, on_epoch_end)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        method.on_epoch_start(model, epoch)
-        model.train()
-        sums: dict[str, torch.Tensor] = {}
-        logs: dict[str, float] = {}
-        order = batching.batch_order(lengths, config.batch_size, generator, config.length_grouping)
-        bar = tqdm(batching.iterate(train_set, order, pad_id, device), total=len(order), leave=False,
-                   desc=f"epoch {epoch + 1}/{epochs}", disable=None)
-        for batch in bar:
-            with autocast():
-                outputs = model(**batch)
-                terms = {"task": model.task_loss(outputs.logits, batch["labels"])}
-                terms.update(method.loss(model, batch, outputs))
-            loss = sum(terms.values())
-            loss.backward()
-            method.after_backward(model)
-            if config.max_grad_norm > 0:
-                clip_gradients(params, config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            method.after_step(model)
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value.detach().float()
-            for name, value in method.logs.items():
-                logs[name] = logs.get(name, 0.0) + value
-            method.logs = {}  # a method reports per step; nothing stale is counted twice
-            seen += batch["input_ids"].shape[0]
-            tokens += int(batch["attention_mask"].sum())
-        epoch_loss = {f"loss/{k}": float(v) / len(order) for k, v in sums.items()}
-        epoch_loss.update({f"method/{k}": v / len(order) for k, v in logs.items()})
-        losses.append(epoch_loss)
-        epoch_seconds.append(time.perf_counter() - start)
-        if not all(math.isfinite(v) for k, v in epoch_loss.items() if k.startswith("loss/")):
-            status, error = "diverged", f"non-finite training loss in epoch {epoch + 1}: {epoch_loss}"
-            break
-        tick = time.perf_counter()
-        dev = evaluate_split(model, task, dev_set, config, pad_id, autocast)
-        eval_seconds += time.perf_counter() - tick
-        point = {"epoch": epoch + 1, "dev_primary": dev.metrics["primary"], **{f"dev/{k}": v for k, v in dev.metrics.items()}}
-        curve.append(point)
-        if best_dev is None or _better(dev.metrics["primary"], best_dev.metrics["primary"]):
-            best_state, best_epoch, best_dev = snapshot(model, best_state), epoch + 1, dev
-        # A truthy answer stops training here (a pruner's verdict); the best epoch so far still counts.
-        if on_epoch_end and on_epoch_end(epoch + 1, epoch_metrics(epoch_loss, point)):
-            stopped_at = epoch + 1
-            break
+    progress = loop.run(epochs, torch.Generator().manual_seed(seed))
+    return _finish(model, method, task, data, config, pad_id, loop, progress, device)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
+
+def _finish(model: TaskModel, method: Method, task: Any, data: dict[str, Any], config: TrainConfig, pad_id: int,
+            loop: _Loop, p: _Progress, device: torch.device) -> TrainResult:
+    """Restore the best evaluation's weights, finalize the method, judge the run and score the test set."""
+    majority = majority_baseline(task, _references(task, data["dev"]))
+    if p.best_state is not None:
+        model.load_state_dict(p.best_state)
         method.finalize(model)
-        if status == "ok" and is_failed(task, best_dev.metrics["primary"], majority):
-            status = "failed"
     # Peak memory of training (test scoring excluded): the same figure a run whose test set is scored later has.
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    result = TrainResult(status, curve, best_epoch, best_dev, None, majority, losses, epoch_seconds, eval_seconds,
-                         len(epoch_seconds) * steps_per_epoch, seen, tokens, peak, error,
-                         extra={"stopped_at_epoch": stopped_at} if stopped_at else {})
-    return result if test_set is None else score_test_set(model, task, test_set, config, pad_id, result)
+    extra = {"eval_steps": loop.points, "steps_per_epoch": loop.steps_per_epoch}
+    if p.stopped_at:
+        extra["stopped_at_epoch"] = p.stopped_at
+    result = TrainResult(p.status, p.curve, p.best_epoch, p.best_dev, None, majority, p.losses, p.epoch_seconds,
+                         p.eval_seconds, p.step, p.seen, p.tokens, peak, p.error, extra=extra)
+    return result if data["test"] is None else score_test_set(model, task, data["test"], config, pad_id, result)
+
+
+def _references(task: Any, split: list[dict[str, Any]]) -> list[Any]:
+    return [f["labels"] if not task.is_token_task else [t for t in f["labels"] if t != -100] for f in split]
+
+
+class _Loop:
+    """The epochs of one run: optimiser steps, method hooks, dev evaluations at the scheduled steps."""
+
+    def __init__(self, model: TaskModel, method: Method, task: Any, data: dict[str, Any], config: TrainConfig,
+                 pad_id: int, autocast: Any, optimizer: torch.optim.Optimizer, scheduler: Any, points: list[int],
+                 steps_per_epoch: int, on_eval: Callable[[int, dict[str, float]], Any] | None) -> None:
+        self.model, self.method, self.task, self.data, self.config = model, method, task, data, config
+        self.pad_id, self.autocast, self.optimizer, self.scheduler = pad_id, autocast, optimizer, scheduler
+        self.points, self.steps_per_epoch, self.on_eval = points, steps_per_epoch, on_eval
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.device = next(model.parameters()).device
+
+    def run(self, epochs: int, generator: torch.Generator) -> _Progress:
+        p = _Progress()
+        lengths = [len(f["input_ids"]) for f in self.data["train"]]
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            self.method.on_epoch_start(self.model, epoch)
+            self.model.train()
+            p.sums, p.logs, p.epoch_steps = {}, {}, 0
+            order = batching.batch_order(lengths, self.config.batch_size, generator, self.config.length_grouping)
+            bar = tqdm(batching.iterate(self.data["train"], order, self.pad_id, self.device), total=len(order),
+                       leave=False, desc=f"epoch {epoch + 1}/{epochs}", disable=None)
+            stop = False
+            for batch in bar:
+                self._step(batch, p)
+                if p.step in self.points and (stop := self._evaluate(p)):
+                    break
+            bar.close()
+            p.losses.append(_epoch_loss(p.sums, p.logs, p.epoch_steps))
+            p.epoch_seconds.append(time.perf_counter() - start)
+            if stop or not self._finite(p):  # an epoch without an evaluation point can diverge too
+                break
+        return p
+
+    def _finite(self, p: _Progress) -> bool:
+        if all(math.isfinite(float(v)) for v in p.sums.values()):
+            return True
+        if p.status == "ok":
+            epoch = math.ceil(p.step / self.steps_per_epoch)
+            p.status, p.error = "diverged", f"non-finite training loss before step {p.step} (epoch {epoch})"
+        return False
+
+    def _step(self, batch: dict[str, torch.Tensor], p: _Progress) -> None:
+        with self.autocast():
+            outputs = self.model(**batch)
+            terms = {"task": self.model.task_loss(outputs.logits, batch["labels"])}
+            terms.update(self.method.loss(self.model, batch, outputs))
+        loss = sum(terms.values())
+        loss.backward()
+        self.method.after_backward(self.model)
+        if self.config.max_grad_norm > 0:
+            clip_gradients(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.method.after_step(self.model)
+        for name, value in terms.items():
+            p.sums[name] = p.sums.get(name, 0.0) + value.detach().float()
+        for name, value in self.method.logs.items():
+            p.logs[name] = p.logs.get(name, 0.0) + value
+        self.method.logs = {}  # a method reports per step; nothing stale is counted twice
+        p.seen += batch["input_ids"].shape[0]
+        p.tokens += int(batch["attention_mask"].sum())
+        p.step += 1
+        p.epoch_steps += 1
+
+    def _evaluate(self, p: _Progress) -> bool:
+        """Evaluate dev at a scheduled step; True stops training (divergence or the pruner's verdict)."""
+        if not self._finite(p):
+            return True
+        tick = time.perf_counter()
+        dev = evaluate_split(self.model, self.task, self.data["dev"], self.config, self.pad_id, self.autocast)
+        p.eval_seconds += time.perf_counter() - tick
+        epoch = p.step / self.steps_per_epoch
+        epoch = int(epoch) if epoch == int(epoch) else round(epoch, 4)
+        point = {"epoch": epoch, "dev_primary": dev.metrics["primary"], **{f"dev/{k}": v for k, v in dev.metrics.items()}}
+        p.curve.append(point)
+        if p.best_dev is None or _better(dev.metrics["primary"], p.best_dev.metrics["primary"]):
+            p.best_state, p.best_epoch, p.best_dev = snapshot(self.model, p.best_state), epoch, dev
+        # A truthy answer stops training here (a pruner's verdict); the best evaluation so far still counts.
+        loss = _epoch_loss(p.sums, p.logs, p.epoch_steps)  # this epoch's mean so far
+        if self.on_eval and self.on_eval(len(p.curve), epoch_metrics(loss, point)):
+            p.stopped_at = epoch
+            return True
+        return False
+
+
+def _epoch_loss(sums: dict[str, Any], logs: dict[str, float], steps: int) -> dict[str, float]:
+    loss = {f"loss/{k}": float(v) / steps for k, v in sums.items()}
+    loss.update({f"method/{k}": v / steps for k, v in logs.items()})
+    return loss
 
 
 def evaluate_split(model: TaskModel, task: Any, split: list[dict[str, Any]], config: TrainConfig, pad_id: int,
@@ -196,14 +285,24 @@ def evaluate_split(model: TaskModel, task: Any, split: list[dict[str, Any]], con
 
 def score_test_set(model: TaskModel, task: Any, test_set: list[dict[str, Any]], config: TrainConfig, pad_id: int,
                    result: TrainResult) -> TrainResult:
-    """``result`` with the test set scored on the selected, finalized checkpoint ``model`` holds: the last step of
-    ``train`` when it is handed a test set, and of a run trained without one (a tuning trial) that is reused."""
+    """``result`` with the test set scored on the selected, finalized checkpoint ``model`` holds, and the run judged.
+
+    A run *fails* when its test score is not above the majority-class predictor's on the same (clean) test set
+    (regression: a correlation ≤ 0 or NaN; token tasks: no better than "O" everywhere). Judged on the clean test set,
+    not the (possibly noisy, 32-example) dev set, so the verdict measures the method, not the noise draw; it is
+    reported, never used for selection. A diverged run keeps ``diverged`` (the leaderboard scores a diverged run
+    without a test score at ``majority_test``)."""
+    extra = {**result.extra, "majority_test": majority_baseline(task, _references(task, test_set))}
     if result.best_epoch is None:
-        return result
+        return dataclasses.replace(result, extra=extra)
     tick = time.perf_counter()
     test = evaluate_split(model, task, test_set, config, pad_id, autocast_factory(resolve_device(config.device),
                                                                                   config.precision))
-    return dataclasses.replace(result, test=test, eval_seconds=result.eval_seconds + time.perf_counter() - tick)
+    status = result.status
+    if status == "ok" and is_failed(task, test.metrics["primary"], extra["majority_test"]):
+        status = "failed"
+    return dataclasses.replace(result, test=test, status=status, extra=extra,
+                               eval_seconds=result.eval_seconds + time.perf_counter() - tick)
 
 
 def epoch_metrics(loss: dict[str, float], point: dict[str, Any]) -> dict[str, float]:

@@ -9,14 +9,22 @@ up waits for the other workers' running trials, so all of them re-run the same b
 ends COMPLETE or PRUNED: a diverged trial, or one that raises, completes with ``FAILURE_SCORE`` (below every
 primary metric, all of which are ≥ −1) so it counts and a cell can never loop.
 
-TPE is seeded from the cell key and a worker tag (harness.grid: the worker's index on one machine): a grid run
-again from scratch proposes the same configurations, and two workers do not propose the same ones. Pruning (median by default) acts on the best dev metric so far
-after each epoch (the value the trial would end with if stopped then); ``pruner: none`` turns it off.
+Sampling (suite version 2): the first ``startup_trials`` trials of a cell are drawn with *common random numbers*
+(``CommonRandomSampler``): trial *i*'s value of a hyperparameter comes from the block (task × size × noise) key, the
+parameter's name and *i* alone, so trial *i* of every method in a block gets the same learning rate (the same
+quantile where a method narrows the range, e.g. STD++). Paired comparisons then compare methods, not lr draws. The
+draws are a randomly shifted van der Corput sequence: any 2^m consecutive trials from the first cover [0, 1) with one
+point per 1/2^m stratum, better than independent draws at small budgets. After the start, TPE (seeded from the cell
+key and a worker tag, harness.grid) proposes the rest. Ties on the best dev score are broken by the higher mean dev
+score over the trial's evaluations (a configuration that was good throughout, not at one lucky look), then by the
+lower trial number — since trial numbers carry the same draws in every method, that last rule favours no method.
+Pruning (off by default; ``median``, ``halving``) acts on the best dev metric so far after each evaluation.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import socket
 import time
@@ -28,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from .storage import GRACE_BEATS, heartbeat_seconds
@@ -48,6 +56,7 @@ class TrialOutcome:
     steps: int
     seconds: float
     error: str | None = None
+    dev_mean: float | None = None  # mean dev score over the trial's evaluations: the first tie-break
 
 
 def study_name(cell_key: str) -> str:
@@ -68,11 +77,84 @@ def _process_start(pid: int) -> str:
     return stat.rpartition(")")[2].split()[19]  # field 22, counted after the name in parentheses
 
 
-def open_study(storage: Any, cell_key: str, worker: str, pruner: dict[str, Any]) -> optuna.Study:
-    seed = int(hashlib.sha256(f"{cell_key}/{worker}".encode()).hexdigest()[:8], 16)
+TIE_BREAK = "best dev score, then higher mean dev score over the evaluations, then lower trial number"
+DEV_MEAN_ATTR = "dev_mean"
+
+
+def open_study(storage: Any, cell_key: str, worker: str, pruner: dict[str, Any], block_key: str = "",
+               startup_trials: int = 10) -> optuna.Study:
+    seed = _seed(f"{cell_key}/{worker}")
+    sampler = CommonRandomSampler(block_key or cell_key, startup_trials, seed)
     return optuna.create_study(study_name=study_name(cell_key), storage=storage, direction="maximize",
-                               load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed),
-                               pruner=make_pruner(pruner))
+                               load_if_exists=True, sampler=sampler, pruner=make_pruner(pruner))
+
+
+def _seed(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def common_uniform(block_key: str, param: str, number: int) -> float:
+    """Trial ``number``'s draw in [0, 1) for ``param``: van der Corput (base 2) shifted by a hash of the block and
+    the parameter's name (Cranley–Patterson rotation). Same block, name and number → same draw, in any method."""
+    radical, denominator, n = 0.0, 1.0, number
+    while n:
+        denominator *= 2
+        radical += (n % 2) / denominator
+        n //= 2
+    return (radical + _seed(f"{block_key}/{param}") / 2**32) % 1.0
+
+
+def quantile(distribution: BaseDistribution, u: float) -> Any:
+    """The value at quantile ``u`` of a uniform / log-uniform / categorical distribution (Optuna's ranges)."""
+    if isinstance(distribution, CategoricalDistribution):
+        return distribution.choices[min(int(u * len(distribution.choices)), len(distribution.choices) - 1)]
+    low, high = distribution.low, distribution.high
+    integer = isinstance(distribution, IntDistribution)
+    if distribution.log:  # an integer's top value gets its share: the range is [low, high + 1) before flooring
+        value = math.exp(math.log(low) + u * (math.log(high + (1 if integer else 0)) - math.log(low)))
+    else:
+        value = low + u * (high - low + (1 if integer else 0))
+    step = getattr(distribution, "step", None)
+    if integer:
+        value = low + (math.floor(value - low) // (step or 1)) * (step or 1)
+    elif step:
+        value = low + round((value - low) / step) * step
+    return min(max(int(value) if integer else float(value), low), high)
+
+
+class CommonRandomSampler(optuna.samplers.BaseSampler):
+    """Common random numbers for the first ``startup_trials`` trials (``common_uniform``), TPE afterwards. TPE keeps
+    at least its usual 10-trial random start (its own seeded draws), so ``startup_trials: 0`` is plain TPE."""
+
+    def __init__(self, block_key: str, startup_trials: int, seed: int) -> None:
+        self.block_key, self.startup_trials = block_key, startup_trials
+        self._tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(startup_trials, 10))
+
+    def _common(self, trial: FrozenTrial) -> bool:
+        return trial.number < self.startup_trials
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._tpe.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {} if self._common(trial) else self._tpe.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        if self._common(trial):
+            return quantile(param_distribution, common_uniform(self.block_key, param_name, trial.number))
+        return self._tpe.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._tpe.before_trial(study, trial)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Any) -> None:
+        self._tpe.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._tpe.reseed_rng()
 
 
 PRUNERS = ("median", "halving", "none")
@@ -229,6 +311,8 @@ def _finish(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> 
         trial.set_user_attr("seconds", outcome.seconds)
         if outcome.error:
             trial.set_user_attr("error", outcome.error[:500])
+        if outcome.dev_mean is not None:
+            trial.set_user_attr(DEV_MEAN_ATTR, outcome.dev_mean)
         if outcome.pruned:
             study.tell(trial, state=TrialState.PRUNED)
         else:
@@ -240,15 +324,21 @@ def _finish(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> 
         pass
 
 
+def _rank(trial: dict[str, Any]) -> tuple[float, float, int]:
+    """Sort key of ``TIE_BREAK`` (larger is better)."""
+    mean = trial.get(DEV_MEAN_ATTR)
+    return trial["value"], mean if mean is not None and math.isfinite(mean) else -math.inf, -trial["number"]
+
+
 def summary(study: optuna.Study) -> dict[str, Any]:
     """Trials (params, state, value, cost) and the best configuration, for the cell file and the leaderboard."""
     trials = [{"number": t.number, "state": t.state.name, "params": dict(t.params), "value": t.value,
                "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
                "steps": t.user_attrs.get("steps", 0), "seconds": t.user_attrs.get("seconds", 0.0),
-               "error": t.user_attrs.get("error")}
+               "error": t.user_attrs.get("error"), DEV_MEAN_ATTR: t.user_attrs.get(DEV_MEAN_ATTR)}
               for t in study.get_trials(deepcopy=False)]
     done = [t for t in trials if t["state"] == "COMPLETE" and t["value"] is not None]
-    best = max(done, key=lambda t: (t["value"], -t["number"]), default=None)  # ties: the earlier trial
+    best = max(done, key=_rank, default=None)
     return {"trials": trials, "best_params": best["params"] if best else None,
             "best_value": best["value"] if best else None, "best_trial": best["number"] if best else None,
             "n_complete": sum(t["state"] == "COMPLETE" for t in trials),

@@ -26,14 +26,19 @@ What it does, per METHODS.md (choices METHODS.md leaves to us are marked *choice
   sequence tasks, 10% for token tasks, ADDED to E through ``num_epochs`` so the PLM trains the profile's E epochs
   like STD (taking them from E would leave 2 of 3 epochs). The loop asks ``num_epochs`` before ``prepare`` shows
   the task, so the added count uses the sequence fraction; token tasks take any larger token count from E (equal
-  for E ≤ 14). The main LR schedule spans all epochs, so its warm-up runs partly during the AE warm-up, where the
-  PLM does not move (as in the reference, whose schedule also spans every epoch).
+  for E ≤ 14). Phase 2 restarts the main LR schedule (suite version 2; *choice*, the reference's schedule spans
+  every epoch): from its first step the main groups follow the loop's own shape — linear warm-up over the run's
+  ``warmup_ratio`` of phase 2's steps, then linear decay to zero — so the PLM gets the same schedule STD gets over
+  its E epochs. Before, the loop's 10% warm-up fell inside the AE-only epoch and the PLM started at ~96% of the
+  peak LR with fresh Adam moments. The AE warm-up is an extra phase (``pre_phase_epochs``): the loop evaluates dev
+  only in phase 2, at the same points as every other method's main phase.
 - The AEs are built from the run seed under a forked CPU RNG (the dropout stream is not shifted); the random views
   come from the method's own CPU generator. ``finalize`` = :func:`unplug` + restoring ``requires_grad``.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +52,7 @@ from regbench.harness.method import (
     MethodConfig,
     TrainContext,
     hparam,
+    linear_schedule_factor,
     private_generator,
     register_method,
 )
@@ -118,6 +124,7 @@ class MVCR(Method):
         self.warmup = 0  # phase-1 epochs
         self._added = self._base = 0
         self._in_warmup = False
+        self._step = self._main_start = self._main_steps = self._main_warmup = 0  # phase-2 LR schedule
         self._flags: list[tuple[nn.Parameter, bool]] = []  # non-AE parameters and their requires_grad at prepare
         self._grads: list[tuple[nn.Parameter, torch.Tensor | None]] = []  # this step's reconstruction gradients
 
@@ -137,6 +144,9 @@ class MVCR(Method):
         token = model.task_type == "token_classification"
         fraction = cfg.warmup_fraction_token if token else cfg.warmup_fraction_sequence
         self.warmup = max(self._added, warmup_epochs(self._base, fraction, cfg.min_warmup_epochs))
+        self._step, self._main_start = 0, min(ctx.total_steps, self.warmup * ctx.steps_per_epoch)
+        self._main_steps = ctx.total_steps - self._main_start
+        self._main_warmup = math.ceil(ctx.warmup_ratio * self._main_steps)  # as the loop rounds its warm-up
         self._flags = [(p, p.requires_grad) for p in model.parameters()]
         generator = private_generator(ctx.seed, _SEED_SALT)
         self.plugs = [self._plug(output, ctx.seed, i, generator) for i, output in self._ffn_outputs(model)]
@@ -168,6 +178,9 @@ class MVCR(Method):
     def ae_parameters(self, plug: AEPlug | None = None) -> list[nn.Parameter]:
         return [p for pl in ([plug] if plug else self.plugs) for p in pl.haes.parameters()]
 
+    def pre_phase_epochs(self) -> int:
+        return self.warmup
+
     def on_epoch_start(self, model: TaskModel, epoch: int) -> None:
         self._in_warmup = epoch < self.warmup
         for param, flag in self._flags:  # phase 1 freezes the PLM and head; phase 2 restores their setting
@@ -196,6 +209,12 @@ class MVCR(Method):
                 param.grad = None
 
     def after_step(self, model: TaskModel) -> None:
+        self._step += 1
+        if self._main_start and self._step >= self._main_start:
+            # After the loop's scheduler step, so this is the LR of the next (phase-2) step: the restarted schedule.
+            factor = linear_schedule_factor(self._step - self._main_start, self._main_steps, self._main_warmup)
+            for group in self.ctx.optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * factor
         if not self._grads:
             return
         for param, grad in self._grads:

@@ -44,9 +44,11 @@ def test_different_seed_changes_the_split(tiny_config):
     assert a["train_info"]["data"]["train_ids_sha256"] != b["train_info"]["data"]["train_ids_sha256"]
 
 
-def test_std_plus_plus_trains_twice_the_epochs(tiny_config):
+def test_std_plus_plus_trains_twice_the_epochs_with_the_same_number_of_dev_evaluations(tiny_config):
     record = run(tiny_config("sst2", method="std++", epochs=1))
-    assert len(record["train_info"]["dev_curve"]) == 2
+    info = record["train_info"]
+    assert len(info["epoch_seconds"]) == 2 and info["steps"] == 2 * info["steps_per_epoch"]
+    assert [p["epoch"] for p in info["dev_curve"]] == [2]  # one look at dev, at the end of its (longer) main phase
 
 
 def test_mlflow_run_is_logged_and_queryable(tiny_config, tmp_path):

@@ -269,41 +269,27 @@ def test_pruner_sees_the_best_dev_score_so_far():
     assert trial.reported == [(1, 0.5), (2, 0.5), (4, 0.625), (5, 0.625)]  # a dip never lowers it; NaN is skipped
 
 
-def test_final_run_on_the_tuning_seed_reuses_the_best_trial_and_equals_a_fresh_run(tmp_path, data_dir):
+def test_no_final_record_is_a_tuning_trial_or_carries_the_tuning_seed(tmp_path, data_dir):
     profile = load_profile(str(write_profile(tmp_path, trials=3, seeds=[1, 2])))
+    assert profile.tune_seed == 0 and 0 not in profile.seeds
     out = tmp_path / "out"
     grid.run_grid(profile, out, data_dir=data_dir, progress=False)
-    reused, trained = sorted(records_of(out), key=lambda r: r["run_info"]["seed"])
+    finals = records_of(out)
+    assert sorted(r["run_info"]["seed"] for r in finals) == [1, 2]
+    assert {r["run_info"]["phase"] for r in finals} == {"final"}
+    assert all("trained_in" not in r["train_info"] for r in finals)
     (cell_file,) = out.glob("cells/sst2/std/*.json")
     cell = json.loads(cell_file.read_text())
-    assert reused["train_info"]["trained_in"] == f"{cell['cell_key']}/trial{cell['best_trial']}"
-    assert "trained_in" not in trained["train_info"]
-    assert [f["steps"] for f in cell["finals"]] == [0, trained["train_info"]["steps"]]  # its training was a trial's
-    fresh_config = grid.with_params(grid.template(profile, "sst2", "n16", 0.0, "std", tmp_path / "fresh", None,
-                                                  data_dir, track=False), cell["best_params"], seed=1)
-    fresh = api.run(fresh_config)
-    assert fresh["run_info"]["run_id"] == reused["run_info"]["run_id"]
-    for part in ("metrics", "predictions", "collapse"):
-        assert fresh.get(part) == reused.get(part), part
-    assert fresh["train_info"]["dev_curve"] == reused["train_info"]["dev_curve"]
-    assert fresh["train_info"]["epoch_losses"] == reused["train_info"]["epoch_losses"]
-    (final,) = [r for r in mlflow_runs(out, "regbench-grid") if r.data.tags.get("phase") == "final"
-                and r.data.tags["seed"] == "1"]
-    history = tracking.connect(tracking.default_tracking_uri(out)).get_metric_history(final.info.run_id, "dev_primary")
-    assert [m.step for m in history] == [1, 2]  # the reused run logs the trial's per-epoch curve
+    assert cell["protocol"]["tune_seed"] == 0 and cell["protocol"]["suite_version"] == api.SUITE_VERSION == 2
+    assert all(f["steps"] > 0 for f in cell["finals"])  # each trained
+    trials = [r for r in mlflow_runs(out, "regbench-grid") if r.data.tags.get("phase") == "trial"]
+    assert len(trials) == 3 and {r.data.tags["seed"] for r in trials} == {"0"}
+    # a trial's run key (same params, tuning seed) is never a final run's key
+    best = grid.with_params(grid.template(profile, "sst2", "n16", 0.0, "std", out, None, data_dir, track=False),
+                            cell["best_params"])
+    assert api.run_key(best) not in {r["run_info"]["run_id"] for r in finals}
 
 
-def test_best_trial_keeps_the_earliest_best_complete_trial():
-    kept = grid.BestTrial()
-
-    def trained(best_epoch=1):
-        return api.Trained("k", None, type("R", (), {"best_epoch": best_epoch})(), 1.0, "t")
-
-    first, tie, later_better = trained(), trained(), trained()
-    kept.offer(0, 0.5, first)
-    kept.offer(1, 0.5, tie)  # a tie keeps the earlier trial, as tune.summary picks it
-    kept.offer(2, None, trained())  # diverged
-    kept.offer(3, 0.9, trained(best_epoch=None))  # no checkpoint
-    assert kept.get(0) is first and kept.get(1) is None
-    kept.offer(4, 0.7, later_better)
-    assert kept.get(4) is later_better and kept.get(0) is None and kept.get(None) is None
+def test_a_profile_may_not_tune_on_a_reported_seed(tmp_path):
+    with pytest.raises(ConfigError, match="tune_seed must be an integer outside seeds"):
+        load_profile(str(write_profile(tmp_path, tune_seed=1)))
