@@ -198,7 +198,7 @@ class _Loop:
         p = _Progress()
         lengths = [len(f["input_ids"]) for f in self.data["train"]]
         for epoch in range(epochs):
-            start = time.perf_counter()
+            start, evaluating = time.perf_counter(), p.eval_seconds
             self.method.on_epoch_start(self.model, epoch)
             self.model.train()
             p.sums, p.logs, p.epoch_steps = {}, {}, 0
@@ -212,7 +212,8 @@ class _Loop:
                     break
             bar.close()
             p.losses.append(_epoch_loss(p.sums, p.logs, p.epoch_steps))
-            p.epoch_seconds.append(time.perf_counter() - start)
+            # training time only: a dev evaluation inside the epoch is counted in eval_seconds, as before
+            p.epoch_seconds.append(time.perf_counter() - start - (p.eval_seconds - evaluating))
             if stop or not self._finite(p):  # an epoch without an evaluation point can diverge too
                 break
         return p

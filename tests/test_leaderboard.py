@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from leaderboard_synth import make_record, write, write_cell
+from scipy import stats as sps
 
 from regbench.harness import records
 from regbench.harness.cli import main
 from regbench.harness.errors import RegbenchError
-from regbench.harness.leaderboard import aggregate, build_leaderboard, stats
+from regbench.harness.leaderboard import aggregate, build_leaderboard, crossdataset, stats
 from regbench.harness.leaderboard.loading import load_runs
 from regbench.harness.leaderboard.tables import main_table
 
@@ -26,14 +27,13 @@ NOISE = [0.02, -0.02, 0.01, -0.01, 0.0]  # differences that average to zero
 
 
 # ---- stats -------------------------------------------------------------------------------------------------------
-def test_mean_std_and_bootstrap_ci_known_values() -> None:
+def test_mean_std_and_t_interval_known_values() -> None:
     mean, std = stats.mean_std(STD)
     assert mean == pytest.approx(0.74) and std == pytest.approx(math.sqrt(0.001))
-    assert stats.bootstrap_ci([1.0, 2.0]) == (1.0, 2.0)  # resampled means are 1, 1.5 or 2 (P = 1/4, 1/2, 1/4)
-    assert stats.bootstrap_ci([0.5] * 4) == (0.5, 0.5)
-    low, high = stats.bootstrap_ci(STD)
-    assert low < 0.74 < high and (low, high) == stats.bootstrap_ci(STD)  # fixed seed: same interval
-    assert all(math.isnan(v) for v in stats.bootstrap_ci([0.7]))
+    half = 2.7764451051977987 * math.sqrt(0.001) / math.sqrt(5)  # t(0.975, 4) · s / √n
+    assert stats.t_interval(STD) == pytest.approx((0.74 - half, 0.74 + half))
+    assert stats.t_interval([0.5] * 4) == (0.5, 0.5)
+    assert all(math.isnan(v) for v in stats.t_interval([0.7]))
 
 
 def test_paired_tests_flag_a_consistent_margin_and_not_noise() -> None:
@@ -44,8 +44,9 @@ def test_paired_tests_flag_a_consistent_margin_and_not_noise() -> None:
     assert stats.sign_flip(better, STD) == (0.0625, 0.0625)  # 5 seeds: the floor is 2 / 2**5
     assert stats.sign_flip(noisy, STD)[0] == 1.0
     assert stats.sign_flip([2.0, 1.0], [0.0, 0.0]) == (0.5, 0.5)  # sums ±2±1: |3| twice of four
-    assert stats.paired_t([1.0, 2.0, 3.0], [0.5, 1.5, 2.5]) == 0.0  # the same difference on every seed
-    assert stats.paired_t(STD, STD) == 1.0 and stats.wilcoxon(STD, STD) == 1.0
+    assert math.isnan(stats.paired_t([1.0, 2.0, 3.0], [0.5, 1.5, 2.5]))  # the same difference: the exact test decides
+    assert math.isnan(stats.paired_t(STD, STD)) and stats.sign_flip(STD, STD) == (1.0, 1.0)
+    assert stats.wilcoxon(STD, STD) == 1.0
 
 
 def test_holm_known_values_and_nan() -> None:
@@ -58,23 +59,44 @@ def test_holm_known_values_and_nan() -> None:
 def test_ranks_ties_friedman_and_critical_difference() -> None:
     assert stats.ranks([0.9, 0.8, 0.8, 0.7]).tolist() == [1.0, 2.5, 2.5, 4.0]
     ordered = np.array([[0.9, 0.8, 0.7]] * 6) + np.arange(6)[:, None] * 0.01
-    assert stats.friedman(ordered) < 0.01
-    assert math.isnan(stats.friedman(ordered[:, :2]))  # two methods: no Friedman test
-    assert [round(stats.nemenyi_cd(k, 1) / math.sqrt(k * (k + 1) / 6), 3) for k in (2, 3, 4, 5)] == \
+    perfect = crossdataset.friedman(ordered)
+    assert perfect["friedman_p"] < 0.01 and math.isinf(perfect["iman_davenport_f"])  # identical rankings
+    assert math.isnan(perfect["iman_davenport_p"])  # never p = 0: the χ² p stands
+    assert math.isnan(crossdataset.friedman(ordered[:, :2])["friedman_p"])  # two methods: no Friedman test
+    mixed = np.array([[3, 2, 1], [3, 1, 2], [2, 3, 1], [3, 2, 1]], dtype=float)
+    chi2 = 12 * 4 / (3 * 4) * (sum(r**2 for r in (1.25, 2.0, 2.75)) - 3 * 16 / 4)  # Demšar (2006), eq. for χ²_F
+    found = crossdataset.friedman(mixed)
+    f = 3 * chi2 / (4 * 2 - chi2)
+    assert found["chi2"] == pytest.approx(chi2) and found["iman_davenport_f"] == pytest.approx(f)
+    assert found["iman_davenport_p"] == pytest.approx(sps.f.sf(f, 2, 6))
+    assert [round(crossdataset.nemenyi_cd(k, 1) / math.sqrt(k * (k + 1) / 6), 3) for k in (2, 3, 4, 5)] == \
         [1.960, 2.344, 2.569, 2.728]  # Demšar (2006), Table 5(a)
     assert stats.failure_rate(["ok", "failed", "diverged", "ok"]) == 0.5
 
 
+def test_wilcoxon_pairs_task_means_and_holm_vs_control() -> None:
+    import pandas as pd
+
+    means = pd.DataFrame({"std": [0.7, 0.6, 0.8, 0.5, 0.65, 0.75], "m": [0.72, 0.63, 0.85, 0.51, 0.7, 0.8],
+                          "w": [0.6, 0.5, 0.7, 0.4, 0.55, 0.65]})
+    found = crossdataset.wilcoxon_task_means(means, "std")
+    assert found["m"] == (6, pytest.approx(sps.wilcoxon(means["m"] - means["std"]).pvalue))  # one pair per task
+    control = crossdataset.holm_vs_control(means, "std")
+    ranks = crossdataset.average_ranks(means)
+    z = (ranks - ranks["std"]) / math.sqrt(3 * 4 / (6 * 6))
+    assert list(control.values()) == pytest.approx(stats.holm([2 * sps.norm.sf(abs(z[m])) for m in ("m", "w")]))
+
+
 # ---- aggregation of synthetic records ------------------------------------------------------------------------------
 def _write_grid(root: Path, tasks: tuple[str, ...] = ("sst2", "rte", "trec"), noise: tuple[float, ...] = (0.0,),
-                gz: bool = False) -> None:
+                gz: bool = False, seeds: int = len(SEEDS)) -> None:
     for task in tasks:
         for rate in noise:
-            for i, seed in enumerate(SEEDS):
-                base = STD[i] - rate
+            for i, seed in enumerate(range(1, seeds + 1)):
+                base = STD[i % 5] + 0.001 * (i // 5) - rate  # seeds 6–10 repeat 1–5, a little higher
                 write(root, make_record(task, "std", seed, base, noise=rate), gz)
-                write(root, make_record(task, "better", seed, base + 0.03 + JITTER[i], noise=rate), gz)
-                write(root, make_record(task, "noisy", seed, base + NOISE[i], noise=rate), gz)
+                write(root, make_record(task, "better", seed, base + 0.03 + JITTER[i % 5], noise=rate), gz)
+                write(root, make_record(task, "noisy", seed, base + NOISE[i % 5] * (-1) ** (i // 5), noise=rate), gz)
                 status = "failed" if seed == 1 else "ok"
                 if not (task == "rte" and seed == 5):  # one missing seed: an incomplete cell
                     write(root, make_record(task, "flaky", seed, base - 0.01, status=status, noise=rate), gz)
@@ -91,21 +113,31 @@ def test_cell_stats_significance_failures_and_holm(records_dir: Path) -> None:
     cells = aggregate.add_ranks(aggregate.cell_stats(runs)).set_index(["task", "method"])
     std = cells.loc["sst2", "std"]
     assert std["mean"] == pytest.approx(0.74) and std["std"] == pytest.approx(math.sqrt(0.001))
-    assert (std["ci_low"], std["ci_high"]) == stats.bootstrap_ci(STD)
-    for task in ("sst2", "rte", "trec"):
-        assert cells.loc[task, "better"]["sig"] == 1 and cells.loc[task, "better"]["p_signflip"] == 0.0625
+    assert (std["ci_low"], std["ci_high"]) == stats.t_interval(STD)
+    for task in ("sst2", "rte", "trec"):  # 5 seeds: the exact floor 0.0625 forbids any mark, the t-test would not
+        better = cells.loc[task, "better"]
+        assert better["p_signflip"] == 0.0625 and better["sig"] == 0 and better["p_t"] < 1e-3
         assert cells.loc[task, "noisy"]["sig"] == 0
-        assert cells.loc[task, "better"]["rank"] == 1.0
-    better = cells.xs("better", level="method")
-    assert better["p_t_holm"].tolist() == pytest.approx(stats.holm(better["p_t"].tolist()))
+        assert better["rank"] == 1.0
+    compared = cells[cells.index.get_level_values("method") != "std"]
+    assert compared["p_signflip_holm"].tolist() == pytest.approx(stats.holm(compared["p_signflip"].tolist()))
+    assert (compared["holm_family"] == len(compared)).all()  # one family: the whole table
     flaky = cells.loc["sst2", "flaky"]
     assert flaky["failure_rate"] == 0.2 and flaky["mean_ok"] == pytest.approx(0.75 - 0.01)  # seeds 2-5 only
     assert not cells.loc["rte", "flaky"]["complete"] and cells.loc["rte", "flaky"]["seeds"] == 4
     summary = aggregate.overall(runs, aggregate.add_ranks(aggregate.cell_stats(runs))).set_index("method")
-    assert summary.loc["better", "overall_sig"] == 1 and summary.loc["better", "wilcoxon_p"] < 0.001
-    assert summary.loc["noisy", "overall_sig"] == 0 and summary.loc["noisy", "pairs"] == 15
+    assert summary.loc["better", "task_pairs"] == 3 and summary.loc["better", "wilcoxon_p"] == 0.25  # 3 task means
+    assert summary.loc["better", "overall_sig"] == 0 and summary.loc["better", "aso"] < 0.5
+    assert summary.loc["noisy", "overall_sig"] == 0
     assert math.isnan(summary.loc["flaky", "average"])  # incomplete: no average over tasks
     assert summary.loc["flaky", "failure_rate"] == pytest.approx(3 / 14)
+
+
+def test_enough_seeds_and_tasks_give_marks(tmp_path: Path) -> None:
+    """10 seeds: the exact floor 2/2^10 times the family of 9 is below 0.05, so consistent margins are marked."""
+    _write_grid(tmp_path, seeds=10)
+    cells = aggregate.cell_stats(load_runs(tmp_path).runs).set_index(["task", "method"])
+    assert all(cells.loc[t, "better"]["sig"] == 1 and cells.loc[t, "noisy"]["sig"] == 0 for t in ("sst2", "trec"))
 
 
 def test_rank_averaging_with_ties(tmp_path: Path) -> None:
@@ -175,9 +207,9 @@ def _snapshot(out: Path) -> dict[str, bytes]:
 
 def test_build_is_byte_identical_and_reads_gz(tmp_path: Path) -> None:
     records, cells = tmp_path / "records", tmp_path / "cells"
-    _write_grid(records, tasks=("sst2", "trec"), noise=(0.0, 0.2))
-    write_cell(cells, "sst2", "better", [({"lr": 1e-5, "alpha": 0.1}, 0.6), ({"lr": 1e-4, "alpha": 0.5}, 0.7),
-                                         ({"lr": 3e-5, "alpha": 0.3}, 0.65)])
+    _write_grid(records, tasks=("sst2", "trec"), noise=(0.0, 0.2), seeds=10)
+    write_cell(cells, "sst2", "better", [({"lr": 1e-5 * (i + 1), "alpha": 0.1 * (i % 4)}, 0.6 + 0.01 * (i % 7))
+                                         for i in range(10)])
     (records / "corrupt.json").write_text("{")
     out = tmp_path / "out"
     assert main(["leaderboard", "--records", str(records), "--out", str(out), "--no-track"]) == 0
@@ -188,7 +220,8 @@ def test_build_is_byte_identical_and_reads_gz(tmp_path: Path) -> None:
     assert expected <= set(first)
     markdown = first["leaderboard.md"].decode()
     assert "1 skipped" in markdown and f"--records {records}" in markdown and "▲" in markdown
-    assert "alpha" in markdown and "Robustness to label noise" in markdown
+    assert "alpha" in markdown and "Robustness to label noise" in markdown and "family = " in markdown
+    assert "alpha 0." in markdown  # fANOVA importances: the cell has 10 finished trials
     html = first["index.html"].decode()
     assert "<script src" not in html and "<link" not in html and "data:image/svg+xml;base64," in html
     assert b"\\toprule" in first["leaderboard.tex"] and b"\\bottomrule" in first["leaderboard.tex"]
@@ -219,7 +252,7 @@ def test_build_logs_artifacts_to_mlflow(tmp_path: Path) -> None:
 def test_importance_is_empty_when_every_trial_scored_the_same():
     from regbench.harness.leaderboard.importance import importances
 
-    trials = [{"state": "COMPLETE", "value": 0.5, "params": {"lr": lr}} for lr in (1e-5, 1e-4, 3e-4)]
+    trials = [{"state": "COMPLETE", "value": 0.5, "params": {"lr": 1e-5 * i}} for i in range(1, 13)]
     assert importances(trials) == {}
 
 
@@ -247,3 +280,22 @@ def test_plots_of_many_methods_keep_their_layout(tmp_path: Path) -> None:
         warnings.simplefilter("always")
         assert main(["leaderboard", "--records", str(records), "--out", str(tmp_path / "out"), "--no-track"]) == 0
     assert not [str(w.message) for w in caught if "constrained_layout" in str(w.message)]
+
+
+def test_the_published_leaderboard_is_byte_identical_whatever_the_string_hash_seed(tmp_path):
+    """The critical-difference diagram once followed Python's per-process string hash (a set of tied methods):
+    two processes drew the same records differently. Two hash seeds, the committed quick records, same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    records = Path(__file__).resolve().parents[1] / "results" / "quick" / "records"
+    outputs = []
+    out = tmp_path / "lb"  # one path: the "Regenerate" line quotes it
+    for seed in ("1", "2"):
+        shutil.rmtree(out, ignore_errors=True)
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([str(Path(sys.executable).parent / "regbench"), "leaderboard", "--records", str(records),
+                        "--out", str(out), "--no-track"], check=True, env=env, capture_output=True)
+        outputs.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert outputs[0].keys() == outputs[1].keys() and outputs[0] == outputs[1]

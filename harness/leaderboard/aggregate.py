@@ -1,14 +1,15 @@
 """Run rows → the statistics every table and plot shows (pure pandas; no formatting here).
 
 Design choices (METHODS.md/DESIGN.md leave them to us):
-- The baseline of every significance test is ``std`` (plain fine-tuning); without std records there are no marks.
+- The baseline of every comparison is ``std`` (plain fine-tuning); without std records there are no marks.
 - A cell's expected seeds are the union of the seeds any method has in that (size, noise, task) block; a cell with
-  fewer is *incomplete*: shown with its count, never bolded, and its method gets no average over tasks.
-- Means include failed runs with their measured score (DESIGN.md); ``mean_ok`` is the same without them.
-- Paired tests use only seeds both the method and std have; Holm corrects across the tasks of one
-  (size, noise, method); "significant" means Holm-corrected paired t-test p < 0.05.
-- Tasks flagged ``exclude_from_average`` in their YAML (e.g. WNLI) are left out of averages, ranks and the overall
-  tests, but keep their own column.
+  fewer scored seeds is *incomplete*: shown with its count, never bolded, and its method gets no average.
+- Means include failed runs with their measured score, and diverged runs at the majority-class score (loading.py);
+  ``mean_ok`` is the same without them. The spread of a mean is its t-interval over seeds.
+- Paired comparisons with std and the Holm family of a table: paired.py. Significant = Holm-adjusted exact
+  sign-flip p < 0.05, the family being every (task, method) comparison of one (size, noise) table.
+- Tasks flagged ``exclude_from_average`` in their YAML (e.g. WNLI) are left out of averages, ranks and the
+  across-task tests, but keep their column (and their comparisons stay in the table's Holm family).
 - Ranks are computed per task among the methods that have that task; the average rank is over tasks.
 """
 
@@ -20,11 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import crossdataset, paired, stats
 from .loading import CELL
 
-BASELINE = "std"
-ALPHA = 0.05
+BASELINE = paired.BASELINE
+ALPHA = stats.ALPHA
 BLOCK = ["size", "noise"]
 
 
@@ -33,65 +34,45 @@ def _expected_seeds(runs: pd.DataFrame) -> dict[tuple[str, str, str], int]:
 
 
 def cell_stats(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (size, noise, task, method): spread over seeds, failure rate, paired tests vs the baseline."""
+    """One row per (size, noise, task, method): spread over seeds, failures, paired comparison with the baseline,
+    Holm over the table's family and the marks."""
     expected = _expected_seeds(runs)
+    memo: dict[Any, np.ndarray] = {}  # bootstrap replicate scores per run (STD's reused by every method)
+    tasks = {key: group for key, group in runs.groupby(["size", "noise", "task"], sort=False)}
     rows = []
     for key, group in runs.groupby(CELL, sort=False):
         size, noise, task, method = key
         scores = group["primary"].to_numpy(float)
         mean, std = stats.mean_std(scores)
-        low, high = stats.bootstrap_ci(scores)
+        low, high = stats.t_interval(scores)
+        scored = int(np.isfinite(scores).sum())
         rows.append({
             "size": size, "noise": noise, "task": task, "method": method, "family": group["family"].iloc[0],
             "exclude_from_average": bool(group["exclude_from_average"].iloc[0]),
             "heldout_test": bool(group["heldout_test"].iloc[0]),
-            "seeds": int(group["seed"].nunique()), "expected_seeds": expected[(size, noise, task)],
+            "seeds": int(group["seed"].nunique()), "scored": scored, "expected_seeds": expected[(size, noise, task)],
             "mean": mean, "std": std, "ci_low": low, "ci_high": high,
+            "chance": _finite_mean(group["majority_test"]), "at_majority": int(group["at_majority"].sum()),
             "mean_ok": stats.mean_std(group.loc[group["status"] == "ok", "primary"].to_numpy(float))[0],
             "runs": len(group), "failures": int((group["status"] != "ok").sum()),
             "failure_rate": stats.failure_rate(list(group["status"])),
             "wall_seconds": float(group["wall_seconds"].sum()),
-            **_vs_baseline(runs, key),
+            **paired.compare(tasks[(size, noise, task)], method, memo),
         })
     table = pd.DataFrame(rows)
-    table["complete"] = table["seeds"] >= table["expected_seeds"]
-    return _holm(table)
+    table["complete"] = table["scored"] >= table["expected_seeds"]
+    return paired.holm_family(table, BLOCK)
 
 
-def _paired(runs: pd.DataFrame, key: tuple[Any, ...], method: str) -> pd.DataFrame:
-    """Scores of ``method`` and the baseline on their common seeds (columns: seed, x, y)."""
-    size, noise, task, _ = key
-    block = runs[(runs["size"] == size) & (runs["noise"] == noise) & (runs["task"] == task)]
-    mine = block[block["method"] == method][["seed", "primary"]]
-    base = block[block["method"] == BASELINE][["seed", "primary"]]
-    return mine.merge(base, on="seed", suffixes=("_x", "_y")).rename(columns={"primary_x": "x", "primary_y": "y"})
+def _finite_mean(values: pd.Series) -> float:
+    x = values.to_numpy(float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if len(x) else math.nan
 
 
-def _vs_baseline(runs: pd.DataFrame, key: tuple[Any, ...]) -> dict[str, Any]:
-    empty = {"pairs": 0, "diff": math.nan, "p_t": math.nan, "p_signflip": math.nan, "signflip_floor": math.nan}
-    if key[3] == BASELINE:
-        return empty
-    pairs = _paired(runs, key, key[3])
-    if pairs.empty:
-        return empty
-    p_flip, floor = stats.sign_flip(pairs["x"], pairs["y"])
-    return {"pairs": len(pairs), "diff": float(np.nanmean(pairs["x"] - pairs["y"])),
-            "p_t": stats.paired_t(pairs["x"], pairs["y"]), "p_signflip": p_flip, "signflip_floor": floor}
-
-
-def _holm(table: pd.DataFrame) -> pd.DataFrame:
-    """Holm across tasks within each (size, noise, method), for both paired tests; then the significance mark."""
-    table = table.copy()
-    for column in ("p_t", "p_signflip"):
-        table[f"{column}_holm"] = math.nan
-        counted = table[~table["exclude_from_average"]]
-        for _, group in counted.groupby([*BLOCK, "method"], sort=False):
-            table.loc[group.index, f"{column}_holm"] = stats.holm(group[column].tolist())
-        excluded = table["exclude_from_average"]  # tested on their own: not part of the corrected family
-        table.loc[excluded, f"{column}_holm"] = table.loc[excluded, column]
-    significant = table["p_t_holm"] < ALPHA
-    table["sig"] = np.where(significant & (table["diff"] > 0), 1, np.where(significant & (table["diff"] < 0), -1, 0))
-    return table
+def table_info(cells: pd.DataFrame) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (size, noise) table: its Holm family and MDE (paired.table_mde)."""
+    return {key: paired.table_mde(group) for key, group in cells.groupby(BLOCK, sort=False)}
 
 
 def add_ranks(cells: pd.DataFrame) -> pd.DataFrame:
@@ -104,50 +85,63 @@ def add_ranks(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def overall(runs: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
-    """Per (size, noise, method): average over tasks (complete only), average rank, Wilcoxon vs the baseline over
-    every (task, seed) pair, failure rate; per (size, noise): Friedman p and the Nemenyi critical difference."""
+    """Per (size, noise, method): average over tasks (complete only), average rank, failure rate, and the tests
+    across tasks (crossdataset.py): Friedman / Iman–Davenport, Nemenyi CD, Holm vs STD on ranks, Wilcoxon on
+    per-task mean differences (Holm across methods), ASO vs STD."""
     counted = cells[~cells["exclude_from_average"]]
     counted_runs = runs[~runs["exclude_from_average"]]
     rows = []
     for (size, noise), block in counted.groupby(BLOCK, sort=False):
         tasks = sorted(block["task"].unique())
-        friedman_p, cd = _friedman(block, tasks)
+        matrix = rank_matrix(block, tasks)
+        omnibus = crossdataset.friedman(matrix.to_numpy())
+        cd = crossdataset.nemenyi_cd(matrix.shape[1], len(tasks)) if math.isfinite(omnibus["friedman_p"]) else math.nan
+        vs_control = crossdataset.holm_vs_control(matrix, BASELINE)
+        means = block.pivot_table(index="task", columns="method", values="mean", aggfunc="first").reindex(tasks)
+        wilcoxon = crossdataset.wilcoxon_task_means(means, BASELINE)
+        wilcoxon_holm = dict(zip(wilcoxon, stats.holm([p for _, p in wilcoxon.values()])))
+        block_runs = counted_runs[(counted_runs["size"] == size) & (counted_runs["noise"] == noise)]
+        centred = _centred(block_runs)
         for method, mine in block.groupby("method", sort=False):
             complete = len(mine) == len(tasks) and bool(mine["complete"].all())
-            block_runs = counted_runs[(counted_runs["size"] == size) & (counted_runs["noise"] == noise)]
+            pairs, p = wilcoxon.get(method, (0, math.nan))
+            diff = float((means[method] - means[BASELINE]).median()) if BASELINE in means and pairs else math.nan
             rows.append({"size": size, "noise": noise, "method": method, "tasks": len(mine),
                          "average": float(mine["mean"].mean()) if complete else math.nan,
                          "average_rank": float(mine["rank"].mean()), "complete": complete,
                          "failure_rate": stats.failure_rate(list(block_runs.loc[
                              block_runs["method"] == method, "status"])),
-                         **_wilcoxon(block_runs, method), "friedman_p": friedman_p, "cd": cd})
+                         "task_pairs": pairs, "wilcoxon_p": p, "wilcoxon_p_holm": wilcoxon_holm.get(method, math.nan),
+                         "rank_p_holm": vs_control.get(method, math.nan),
+                         "aso": _aso(centred, method, block["method"].nunique() - 1),
+                         **_overall_sig(diff, wilcoxon_holm.get(method, math.nan)), **omnibus, "cd": cd,
+                         "friedman_methods": matrix.shape[1]})
     return pd.DataFrame(rows)
 
 
-def _wilcoxon(block_runs: pd.DataFrame, method: str) -> dict[str, Any]:
-    if method == BASELINE:
-        return {"pairs": 0, "wilcoxon_p": math.nan, "overall_sig": 0}
-    keys = ["task", "seed"]
-    mine = block_runs[block_runs["method"] == method][[*keys, "primary"]]
-    base = block_runs[block_runs["method"] == BASELINE][[*keys, "primary"]]
-    pairs = mine.merge(base, on=keys).dropna()
-    if pairs.empty:
-        return {"pairs": 0, "wilcoxon_p": math.nan, "overall_sig": 0}
-    p = stats.wilcoxon(pairs["primary_x"], pairs["primary_y"])
-    diff = float((pairs["primary_x"] - pairs["primary_y"]).median())
-    return {"pairs": len(pairs), "wilcoxon_p": p, "overall_sig": int(np.sign(diff)) if p < ALPHA else 0}
+def _overall_sig(median_diff: float, p_holm: float) -> dict[str, Any]:
+    return {"median_task_diff": median_diff,
+            "overall_sig": int(np.sign(median_diff)) if p_holm < ALPHA and math.isfinite(median_diff) else 0}
+
+
+def _centred(block_runs: pd.DataFrame) -> pd.DataFrame:
+    """(task, seed) scores minus STD's mean on that task, so task difficulty does not enter the ASO comparison."""
+    base = block_runs[block_runs["method"] == BASELINE].groupby("task")["primary"].mean()
+    scored = block_runs[np.isfinite(block_runs["primary"].to_numpy(float)) & block_runs["task"].isin(base.index)]
+    return scored.assign(centred=scored["primary"] - scored["task"].map(base))
+
+
+def _aso(centred: pd.DataFrame, method: str, comparisons: int) -> float:
+    if method == BASELINE or centred.empty:
+        return math.nan
+    return crossdataset.aso(centred.loc[centred["method"] == method, "centred"].to_numpy(float),
+                            centred.loc[centred["method"] == BASELINE, "centred"].to_numpy(float), comparisons)
 
 
 def rank_matrix(block: pd.DataFrame, tasks: list[str]) -> pd.DataFrame:
     """Tasks × methods matrix of means, keeping only methods that have every task (a Friedman block design)."""
     matrix = block.pivot_table(index="task", columns="method", values="mean", aggfunc="first").reindex(tasks)
     return matrix.dropna(axis=1)
-
-
-def _friedman(block: pd.DataFrame, tasks: list[str]) -> tuple[float, float]:
-    matrix = rank_matrix(block, tasks)
-    p = stats.friedman(matrix.to_numpy())
-    return p, (stats.nemenyi_cd(matrix.shape[1], len(tasks)) if math.isfinite(p) else math.nan)
 
 
 def by_level(cells: pd.DataFrame, level: str) -> pd.DataFrame:

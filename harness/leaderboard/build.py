@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import aggregate, html, importance, plots, render, tables
+from . import aggregate, captions, html, importance, plots, render, robustness, tables
 from .loading import Loaded, load_cells, load_runs, noise_order, size_order
 
 OUTPUTS = ("leaderboard.md", "leaderboard.tex", "leaderboard.csv", "leaderboard_overall.csv", "index.html")
@@ -33,9 +33,14 @@ def provenance(loaded: Loaded, cells: pd.DataFrame, command: str) -> list[str]:
         data.update(json.loads(files))
     return [
         f"Regenerate: `{command}`",
-        f"Records: {len(runs)} final runs (ok {statuses['ok']}, failed {statuses['failed']}, diverged "
-        f"{statuses['diverged']}); {len(loaded.skipped)} skipped as unreadable or invalid; {loaded.ignored} of "
-        f"other phases ignored; {loaded.replaced} older duplicates replaced; {len(cells)} cell summaries",
+        f"Records: {len(runs)} final runs of suite version {loaded.suite_version} (ok {statuses['ok']}, failed "
+        f"{statuses['failed']}, diverged {statuses['diverged']}); {len(loaded.skipped)} skipped as unreadable or "
+        f"invalid; {loaded.ignored} of other phases ignored; {loaded.replaced} older duplicates replaced; "
+        f"{len(cells)} cell summaries",
+        *[f"{n} records of suite version {v} ignored (older protocol)" for v, n in sorted(loaded.older.items())],
+        f"No test score: {int(runs['at_majority'].sum())} runs scored at the majority-class level "
+        f"(train_info.majority_test) and counted as failures; {int(runs['unscored'].sum())} without "
+        "majority_test left unscored (their cells are incomplete)",
         f"Profile: {_counted(runs['profile'].fillna('none'))}",
         f"Code (git SHA, records): {_counted(shas)}",
         f"Packages (records): {_counted(runs['packages'].map(_packages))}",
@@ -48,11 +53,12 @@ def _packages(text: str) -> str:
     return " ".join(f"{k}=={v}" for k, v in sorted(json.loads(text).items()) if v)
 
 
-def _frames(loaded: Loaded, tuning: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def _frames(loaded: Loaded, tuning: pd.DataFrame) -> dict[str, Any]:
     cells = aggregate.add_ranks(aggregate.cell_stats(loaded.runs))
-    return {"cells": cells, "summary": aggregate.overall(loaded.runs, cells),
+    return {"cells": cells, "summary": aggregate.overall(loaded.runs, cells), "info": aggregate.table_info(cells),
             "cost": aggregate.cost(loaded.runs, tuning), "best": importance.best_params_table(tuning),
-            "points": importance.sensitivity_points(tuning)}
+            "points": importance.sensitivity_points(tuning), "noise": robustness.paired_noise(loaded.runs),
+            "tuning": tuning}
 
 
 def _levels(frame: pd.DataFrame, level: str, order: Any) -> pd.DataFrame:
@@ -68,41 +74,60 @@ def _levels(frame: pd.DataFrame, level: str, order: Any) -> pd.DataFrame:
     return table
 
 
-def _sections(frames: dict[str, pd.DataFrame], out: Path) -> list[render.Section]:
-    cells, summary, cost = frames["cells"], frames["summary"], frames["cost"]
+def _sections(frames: dict[str, Any], out: Path) -> list[render.Section]:
+    cells, summary, runs, tuning, info = (frames[k] for k in ("cells", "summary", "runs", "tuning", "info"))
     blocks = tables.blocks(cells)
+    caption = {b: captions.block_caption(runs, tuning, *b, info[b]) for b in blocks}
+    sections = [
+        render.Section("Main tables", "One table per (few-shot size, noise level).",
+                       [tables.main_table(cells, summary, s, n, caption[s, n]) for s, n in blocks]),
+        render.Section("Overall: averages, ranks, tests vs STD across tasks",
+                       "Friedman / Iman–Davenport and Nemenyi over per-task means; Wilcoxon on per-task mean "
+                       "differences to STD (one pair per task); almost stochastic order (ASO) vs STD.",
+                       [tables.overall_table(summary, s, n, captions.overall_caption(runs, tuning, s, n, info[s, n]))
+                        for s, n in blocks], plots.cd_plot(summary, cells, out)),
+        render.Section("Per-task detail", "", [tables.detail_table(cells, s, n, caption[s, n]) for s, n in blocks],
+                       plots.task_bars(cells, out)),
+    ]
+    if cells["noise"].nunique() > 1:
+        sections.append(_robustness_section(frames, out))
+    if cells["size"].nunique() > 1:
+        sections.append(render.Section("Few-shot", "Average over tasks; gain = score at a size − the smallest's.",
+                                       [tables.frame_table("fewshot", "metric vs size",
+                                                           _levels(cells, "size", size_order),
+                                                           note=captions.plain_caption(runs, tuning))],
+                                       plots.fewshot_curves(cells, out)))
+    sections.append(_cost_section(frames, out))
+    sections.append(_tuning_section(frames, out))
+    sections += _optional_sections(frames)
+    return sections
+
+
+def _robustness_section(frames: dict[str, Any], out: Path) -> render.Section:
+    cells, runs, tuning = frames["cells"], frames["runs"], frames["tuning"]
+    note = captions.plain_caption(runs, tuning)
+    paired_table = tables.noise_table(frames["noise"], note)
+    average = tables.frame_table("robustness", "metric vs noise level (mean over tasks)",
+                                 _levels(cells, "noise", noise_order), note=note)
+    return render.Section("Robustness to label noise",
+                          "Noisy − clean paired by seed (same method, same seed) with its 95% t-interval; scores "
+                          "also shown above the task's chance level (majority-class score), so a method that never "
+                          "learned does not look robust. Below: averages over tasks; drop = clean − noisy.",
+                          [paired_table, average], plots.noise_curves(cells, out))
+
+
+def _cost_section(frames: dict[str, Any], out: Path) -> render.Section:
+    cost, summary = frames["cost"], frames["summary"]
     cost = cost.assign(cost=cost["cpu_seconds"].fillna(0) + cost["gpu_seconds"].fillna(0))
     cost.loc[cost["cost"] == 0, "cost"] = cost["final_seconds"]
     ranks = summary.groupby("method")["average_rank"].mean().rename("rank").reset_index()
     whole = ("final_runs", "final_seconds", "cells", "trials", "complete", "pruned", "failed", "cpu_seconds",
              "gpu_seconds", "cost")  # counts and seconds: not scores, so not ×100
     seconds = {c: (lambda v: "—" if pd.isna(v) else f"{v:.0f}") for c in whole}
-    sections = [
-        render.Section("Main tables", "One table per (few-shot size, noise level).",
-                       [tables.main_table(cells, summary, s, n) for s, n in blocks]),
-        render.Section("Overall: averages, ranks, tests vs STD",
-                       "Wilcoxon signed-rank over all (task, seed) pairs shared with STD; Friedman over tasks.",
-                       [tables.overall_table(summary, s, n) for s, n in blocks], plots.cd_plot(summary, out)),
-        render.Section("Per-task detail", "", [tables.detail_table(cells, s, n) for s, n in blocks],
-                       plots.task_bars(cells, out)),
-    ]
-    if cells["noise"].nunique() > 1:
-        sections.append(render.Section("Robustness to label noise", "Average over tasks; drop = clean − noisy.",
-                                       [tables.frame_table("robustness", "metric vs noise level",
-                                                           _levels(cells, "noise", noise_order))],
-                                       plots.noise_curves(cells, out)))
-    if cells["size"].nunique() > 1:
-        sections.append(render.Section("Few-shot", "Average over tasks; gain = score at a size − the smallest's.",
-                                       [tables.frame_table("fewshot", "metric vs size",
-                                                           _levels(cells, "size", size_order))],
-                                       plots.fewshot_curves(cells, out)))
-    sections.append(render.Section("Tuning cost", "Seconds: tuning trials + final runs (cell summaries).",
-                                   [tables.frame_table("cost", "cost per method", cost.merge(ranks, on="method"),
-                                                       {**seconds, "rank": lambda v: f"{v:.2f}"})],
-                                   plots.rank_cost(cost.merge(ranks, on="method"), out)))
-    sections.append(_tuning_section(frames, out))
-    sections += _optional_sections(frames)
-    return sections
+    return render.Section("Tuning cost", "Seconds: tuning trials + final runs (cell summaries).",
+                          [tables.frame_table("cost", "cost per method", cost.merge(ranks, on="method"),
+                                              {**seconds, "rank": lambda v: f"{v:.2f}"})],
+                          plots.rank_cost(cost.merge(ranks, on="method"), out))
 
 
 def _tuning_section(frames: dict[str, pd.DataFrame], out: Path) -> render.Section:
@@ -111,10 +136,14 @@ def _tuning_section(frames: dict[str, pd.DataFrame], out: Path) -> render.Sectio
         return render.Section("Best hyperparameters", "No cell summaries (cells/) were found.")
     compact = {"best_params": lambda d: ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                                    for k, v in d.items()),
-               "importance": lambda d: ", ".join(f"{k} {v:.2f}" for k, v in d.items()) or "—",
+               "importance": lambda d: ", ".join(f"{k} {v:.2f}" for k, v in d.items()) or "— (omitted)",
                "best_dev": tables.score}
+    note = (f"importance: fANOVA, only for cells with ≥ {importance.MIN_TRIALS} finished trials (fewer cannot "
+            "separate a parameter's effect from noise); "
+            + (f"omitted for {int((best['finished'] < importance.MIN_TRIALS).sum())} of {len(best)} cells"
+               if (best["finished"] < importance.MIN_TRIALS).any() else "computed for every cell"))
     return render.Section("Best hyperparameters and their importance (fANOVA)", "",
-                          [tables.frame_table("best-params", "best configuration per cell", best, compact)],
+                          [tables.frame_table("best-params", "best configuration per cell", best, compact, note)],
                           plots.sensitivity(frames["points"], out) if not frames["points"].empty else [])
 
 
@@ -150,7 +179,7 @@ def build_leaderboard(records_dir: str | Path, out_dir: str | Path, profile: str
     profiles = loaded.runs["profile"].dropna().unique()
     profile = profile or (str(profiles[0]) if len(profiles) == 1 else None)  # names the MLflow experiment
     tuning = load_cells(cells_dir, loaded.skipped)
-    frames = {**_frames(loaded, tuning), "runs": loaded.runs}
+    frames: dict[str, Any] = {**_frames(loaded, tuning), "runs": loaded.runs}
     out.mkdir(parents=True, exist_ok=True)
     for old in sorted((out / plots.PLOTS).glob("*.*")) if (out / plots.PLOTS).is_dir() else []:
         if old.suffix in (".png", ".svg"):
@@ -161,7 +190,8 @@ def build_leaderboard(records_dir: str | Path, out_dir: str | Path, profile: str
     sections = _sections(frames, out)
     (out / "leaderboard.md").write_text(render.markdown_document(title, lines, sections))
     (out / "leaderboard.tex").write_text(render.latex_document(title, lines, sections))
-    frames["cells"].to_csv(out / "leaderboard.csv", index=False, float_format="%.10g", lineterminator="\n")
+    frames["cells"].drop(columns=["differences"]).to_csv(out / "leaderboard.csv", index=False, float_format="%.10g",
+                                                         lineterminator="\n")
     frames["summary"].to_csv(out / "leaderboard_overall.csv", index=False, float_format="%.10g", lineterminator="\n")
     (out / "index.html").write_text(html.page(title, lines, sections, _filters(frames["cells"]), out))
     written = [out / name for name in OUTPUTS] + sorted((out / plots.PLOTS).glob("*.*"))

@@ -3,7 +3,8 @@
 The cell files store each trial's parameter values, not the search space, so an in-memory study is rebuilt with
 distributions inferred from the values (floats: log scale when all are positive and they span more than a factor of
 10; ints; anything else categorical). Importances use Optuna's fANOVA evaluator with a fixed seed (deterministic);
-they need at least two finished trials and a parameter that varies, else the cell shows none. Trials that failed
+they need ``MIN_TRIALS`` (10) finished trials and a parameter that varies, else the cell shows none and the table
+says so: a random forest fitted to 2–9 points gives importances that mostly reflect which trial happened to win. Trials that failed
 (value null) are left out; diverged trials count with the failure score the tuner gave them.
 """
 
@@ -19,6 +20,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from .loading import noise_order, size_order
 
 IMPORTANCE_SEED = 0
+MIN_TRIALS = 10
 
 
 def _distribution(values: list[Any]) -> BaseDistribution:
@@ -36,12 +38,13 @@ def _finished(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def importances(trials: list[dict[str, Any]]) -> dict[str, float]:
-    """fANOVA importance of each parameter that varies across the finished trials (sums to 1); {} if too few."""
+    """fANOVA importance of each parameter that varies across the finished trials (sums to 1); {} below
+    ``MIN_TRIALS`` finished trials."""
     done = _finished(trials)
     names = sorted({k for t in done for k in t["params"]})
     varying = [n for n in names if len({str(t["params"].get(n)) for t in done}) > 1
                and all(n in t["params"] for t in done)]
-    if len(done) < 2 or not varying or len({float(t["value"]) for t in done}) < 2:
+    if len(done) < MIN_TRIALS or not varying or len({float(t["value"]) for t in done}) < 2:
         return {}  # fANOVA needs the score to vary (two trials with equal dev scores happen in few-shot cells)
     dists = {n: _distribution([t["params"][n] for t in done]) for n in varying}
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created in memory" for every cell

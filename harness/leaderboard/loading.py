@@ -6,6 +6,12 @@ skips are counted. Records of other phases (tuning trials, single ``regbench run
 When one seed of one cell has several records (``--overwrite always``, or a cell tuned again from scratch that chose
 another configuration, so another run key), the newest is kept — by the timestamp that ends every record's file
 name, not by path order, which sorts by run key first — and the replaced ones are counted.
+
+Protocol versions never mix: only records of the newest ``run_info.config.suite_version`` present are kept (a
+record without one is version 1), the others are counted per version for the provenance lines. A run whose test
+score is missing or not finite (a diverged run) is never dropped: it is scored at ``train_info.majority_test`` (the
+majority-class predictor's primary score on the clean test set) and counts as a failure; an old record without
+``majority_test`` keeps no score, is flagged ``unscored`` and makes its cell incomplete.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import pandas as pd
 from regbench.harness import records
 from regbench.harness.errors import RegbenchError
 
+from .intervals import aligned
+
 CELL = ["size", "noise", "task", "method"]  # what identifies a cell of the leaderboard
 RUN = [*CELL, "seed"]
 WRITTEN = "_written"  # a record's file-name timestamp, only to keep the newest of a seed's records
@@ -36,6 +44,8 @@ class Loaded:
     skipped: list[str] = field(default_factory=list)
     ignored: int = 0  # records of other phases
     replaced: int = 0  # older duplicates of a seed
+    older: dict[int, int] = field(default_factory=dict)  # suite version → records ignored (older protocol)
+    suite_version: int = 1
 
 
 @cache
@@ -82,9 +92,6 @@ def _leaderboard_fields(record: dict[str, Any]) -> None:
     noise = info.get("noise")
     if not isinstance(noise, dict) or not isinstance(noise.get("rate"), (int, float)):
         raise RegbenchError("record is missing run_info.noise.rate")
-    test = record["metrics"].get("test")
-    if info["status"] == "ok" and not (isinstance(test, dict) and "primary" in test):
-        raise RegbenchError("record has status ok but no metrics.test.primary")
 
 
 def _row(record: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +105,8 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "task": info["task"], "method": info["method"], "seed": info["seed"], "status": info["status"],
         "size": info["size"], "noise": noise_label(ntype, rate), "noise_type": ntype, "noise_rate": rate,
         "profile": info.get("profile"), "cell_key": info.get("cell_key"), "run_id": info["run_id"],
-        "primary": _number((metrics.get("test") or {}).get("primary")),
+        "suite_version": _suite_version(info),
+        **_test_score(record),
         "dev_primary": _number((metrics.get("dev") or {}).get("primary")),
         "wall_seconds": _number(record["train_info"].get("wall_seconds")),
         "params": json.dumps(info.get("params") or {}, sort_keys=True),
@@ -111,6 +119,30 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     row.update({f"collapse.{k}": float(v) for k, v in sorted(collapse.items()) if not math.isnan(_number(v))})
     row.update({f"ood.{k}": _number((v or {}).get("primary")) for k, v in sorted(ood.items()) if isinstance(v, dict)})
     return row
+
+
+def _suite_version(info: dict[str, Any]) -> int:
+    version = _number((info.get("config") or {}).get("suite_version"))
+    return int(version) if math.isfinite(version) else 1  # records from before the field: the first protocol
+
+
+def _test_score(record: dict[str, Any]) -> dict[str, Any]:
+    """The test score, status, chance level, test-set facts and aligned predictions of one record."""
+    train, status = record["train_info"], record["run_info"]["status"]
+    primary = _number((record["metrics"].get("test") or {}).get("primary"))
+    majority = _number(train.get("majority_test"))
+    data = train.get("data") or {}
+    out = {"primary": primary, "status": status, "majority_test": majority, "at_majority": False,
+           "unscored": False, "test_size": _number(data.get("test_size")), "test_capped": data.get("test_capped"),
+           "pred_kind": None, "pred": None}
+    if not math.isfinite(primary):  # a diverged run: at chance, a failure, never silently gone
+        out.update(primary=majority, at_majority=math.isfinite(majority), unscored=not math.isfinite(majority),
+                   status="failed" if status == "ok" else status)
+    predictions = record.get("predictions") or {}
+    if predictions.get("ref") is not None and predictions.get("ids") is not None:
+        out.update(pred_kind=predictions.get("kind"),
+                   pred=aligned(predictions["ids"], predictions.get("pred") or [], predictions["ref"]))
+    return out
 
 
 def _stamp(path: Path) -> str:
@@ -148,7 +180,12 @@ def load_runs(records_dir: str | Path) -> Loaded:
     if not rows:
         raise RegbenchError(f"no usable final-run records under {directory} ({len(loaded.skipped)} skipped): "
                             "run `regbench bench --profile <name>` first")
-    runs = pd.DataFrame(rows).sort_values(WRITTEN, kind="stable")  # ties (renamed files) keep path order
+    runs = pd.DataFrame(rows)
+    loaded.suite_version = int(runs["suite_version"].max())
+    loaded.older = {int(v): int(n) for v, n in sorted(runs["suite_version"].value_counts().items())
+                    if v != loaded.suite_version}
+    runs = runs[runs["suite_version"] == loaded.suite_version]
+    runs = runs.sort_values(WRITTEN, kind="stable")  # ties (renamed files) keep path order
     kept = runs.drop_duplicates(subset=RUN, keep="last").drop(columns=WRITTEN)
     loaded.replaced = len(runs) - len(kept)
     loaded.runs = kept.sort_values(RUN, key=_sort_key).reset_index(drop=True)

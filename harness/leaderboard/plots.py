@@ -7,9 +7,11 @@ paths it wrote, relative to the output directory (the SVG lies beside each PNG).
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
@@ -19,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .loading import noise_order, size_order
-from .tables import blocks, method_order, slug, task_order
+from .tables import blocks, file_slugs, method_order, slug, task_order
 
 RC = {"svg.hashsalt": "regbench", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9,
       "axes.prop_cycle": mpl.cycler(color=mpl.colormaps["tab10"].colors)}
@@ -50,7 +52,7 @@ def _grid(count: int, width: float = 3.2, height: float = 2.6) -> tuple[Figure, 
 
 
 def task_bars(cells: pd.DataFrame, out_dir: Path) -> list[str]:
-    """Per (size, noise): one panel per task, a bar per method (mean) with its 95% bootstrap CI."""
+    """Per (size, noise): one panel per task, a bar per method (mean) with its 95% t-interval over seeds."""
     written = []
     for size, noise in blocks(cells):
         block = cells[(cells["size"] == size) & (cells["noise"] == noise)]
@@ -66,7 +68,7 @@ def task_bars(cells: pd.DataFrame, out_dir: Path) -> list[str]:
                 ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right")
                 _zoom(ax, np.concatenate([rows["ci_low"], rows["ci_high"], mean]).astype(float))
                 ax.set_title(task)
-                ax.set_ylabel("test primary (95% CI)")
+                ax.set_ylabel("test primary (95% t-CI)")
             fig.suptitle(f"{size}, {noise}")
         written.append(_save(fig, out_dir, f"bars-{slug(size)}-{slug(noise)}"))
     return written
@@ -152,39 +154,75 @@ def rank_cost(points: pd.DataFrame, out_dir: Path) -> list[str]:
     return [_save(fig, out_dir, "rank-vs-cost")]
 
 
-def cd_plot(summary: pd.DataFrame, out_dir: Path) -> list[str]:
-    """Per (size, noise): methods on an average-rank axis; bars join methods within the critical difference."""
+def cd_plot(summary: pd.DataFrame, cells: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Per (size, noise): the critical-difference diagram (scikit-posthocs; bars join methods the Nemenyi test
+    cannot tell apart at α = 0.05) where a Friedman test is possible, else the average ranks alone."""
     written = []
     for size, noise in blocks(summary):
         block = summary[(summary["size"] == size) & (summary["noise"] == noise)].sort_values(["average_rank", "method"])
-        ranks, names, cd = block["average_rank"].to_numpy(float), list(block["method"]), block["cd"].iloc[0]
+        cd = block["cd"].iloc[0]
         with mpl.rc_context(RC):
-            fig = Figure(figsize=(7, 1.2 + 0.3 * len(names)), layout="constrained")
+            fig = Figure(figsize=(7, 1.6 + 0.3 * len(block)), layout="constrained")
             ax = fig.subplots()
-            k = max(len(names), 2)
-            ax.set_xlim(0.5, k + 0.5)
-            ax.set_ylim(-len(names) - 1, 2.0)
-            ax.scatter(ranks, np.zeros_like(ranks), color="k", zorder=3)
-            for i, (rank, name) in enumerate(zip(ranks, names)):
-                ax.plot([rank, rank], [0, -i - 1], color="0.5", lw=0.8)
-                ax.text(rank, -i - 1, f" {name} ({rank:.2f})", va="center", fontsize=8)
             if math.isfinite(cd):
-                ax.plot([1, 1 + cd], [1, 1], color="C3", lw=3)
-                ax.text(1 + cd / 2, 1.3, f"CD = {cd:.2f}", ha="center", fontsize=8)
-                for start in range(len(ranks)):  # cliques: runs of methods within CD of the first
-                    end = max(j for j in range(len(ranks)) if ranks[j] - ranks[start] <= cd)
-                    if end > start:
-                        ax.plot([ranks[start], ranks[end]], [0.4 + 0.1 * start] * 2, color="C0", lw=2)
-            ax.set_yticks([])
-            ax.set_xlabel("average rank over tasks (1 = best)")
-            ax.set_title(f"{size}, {noise}" + ("" if math.isfinite(cd) else " (no Friedman test: too few tasks)"))
+                _diagram(ax, cells, size, noise, cd)
+            else:
+                _ranks_only(ax, block)
         written.append(_save(fig, out_dir, f"ranks-{slug(size)}-{slug(noise)}"))
     return written
+
+
+def _diagram(ax: Axes, cells: pd.DataFrame, size: str, noise: str, cd: float) -> None:
+    import scikit_posthocs as sp
+
+    from .aggregate import rank_matrix
+    from .crossdataset import average_ranks, nemenyi_pvalues
+
+    block = cells[(cells["size"] == size) & (cells["noise"] == noise) & ~cells["exclude_from_average"]]
+    matrix = rank_matrix(block, sorted(block["task"].unique()))
+    matrix = matrix[sorted(matrix.columns)]  # a fixed column order: the same records draw the same picture
+    with _ordered_cliques():
+        sp.critical_difference_diagram(average_ranks(matrix), nemenyi_pvalues(matrix), ax=ax, cd=cd,
+                                       label_props={"fontsize": 8}, color_palette=["0.2"] * matrix.shape[1])
+    ax.set_title(f"{size}, {noise}: average rank over tasks (1 = best), Nemenyi CD = {cd:.2f}", fontsize=9)
+
+
+@contextlib.contextmanager
+def _ordered_cliques() -> Iterator[None]:
+    """scikit-posthocs draws each crossbar by iterating a Python ``set`` of method names, whose order follows the
+    per-process string hash (PYTHONHASHSEED): the same records drew the bar's points in another order in another
+    process, so the SVG differed. Its clique finder (private) is wrapped to hand back sorted lists instead."""
+    from scikit_posthocs import _plotting
+
+    find = _plotting._find_maximal_cliques
+
+    def ordered(*args: Any, **kwargs: Any) -> list[list[str]]:
+        return sorted((sorted(clique) for clique in find(*args, **kwargs)), key=lambda c: (len(c), c))
+
+    _plotting._find_maximal_cliques = ordered
+    try:
+        yield
+    finally:
+        _plotting._find_maximal_cliques = find
+
+
+def _ranks_only(ax: Axes, block: pd.DataFrame) -> None:
+    ranks, names = block["average_rank"].to_numpy(float), list(block["method"])
+    ax.set_xlim(0.5, max(len(names), 2) + 0.5)
+    ax.set_ylim(-len(names) - 1, 1.0)
+    ax.scatter(ranks, np.zeros_like(ranks), color="k", zorder=3)
+    for i, (rank, name) in enumerate(zip(ranks, names)):
+        ax.plot([rank, rank], [0, -i - 1], color="0.5", lw=0.8)
+        ax.text(rank, -i - 1, f" {name} ({rank:.2f})", va="center", fontsize=8)
+    ax.set_yticks([])
+    ax.set_xlabel("average rank over tasks (1 = best)")
+    ax.set_title(f"{block['size'].iloc[0]}, {block['noise'].iloc[0]} (no Friedman test: too few tasks or methods)")
 
 
 def sensitivity(points: pd.DataFrame, out_dir: Path) -> list[str]:
     """Per method: dev metric of every finished tuning trial against each tuned numeric parameter."""
     written = []
+    names = file_slugs(points["method"].unique())
     for method in sorted(points["method"].unique()):
         mine = points[points["method"] == method]
         params = sorted(mine["param"].unique())
@@ -201,5 +239,5 @@ def sensitivity(points: pd.DataFrame, out_dir: Path) -> list[str]:
             if mine["cell"].nunique() <= 8:
                 axes[0].legend(fontsize=6)
             fig.suptitle(f"sensitivity: {method}")
-        written.append(_save(fig, out_dir, f"sensitivity-{slug(method)}"))
+        written.append(_save(fig, out_dir, f"sensitivity-{names[method]}"))
     return written

@@ -19,7 +19,9 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "±": r"$\pm$", "—": "--",
                   "Δ": r"$\Delta$", "≥": r"$\geq$", "×": r"$\times$", "†": r"$^\dagger$", "‡": r"$^\ddagger$",
-                  "α": r"$\alpha$", "▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$"}
+                  "α": r"$\alpha$", "▲": r"$\blacktriangle$", "▼": r"$\blacktriangledown$",
+                  "ε": r"$\varepsilon$", "χ": r"$\chi$", "²": r"$^2$", "−": r"$-$", "∞": r"$\infty$", "–": "--",
+                  "≤": r"$\leq$", "·": r"$\cdot$"}
 
 
 @dataclass

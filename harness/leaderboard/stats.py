@@ -1,15 +1,18 @@
 """Statistics of the leaderboard, as small pure functions of numpy arrays (higher scores are better throughout).
 
-- Spread over seeds: mean, sample standard deviation (ddof=1), percentile bootstrap 95% CI of the mean (10,000
-  resamples, fixed seed 0, so the same scores always give the same interval).
-- Paired tests against the baseline over matched seeds: the paired t-test (scipy), and the exact sign-flip
-  (permutation) test of the mean difference, which makes no normality assumption but has a floor: with n non-zero
-  differences no two-sided p can go below 2 / 2**n (0.0625 for 5 seeds). Degenerate cases are decided, not NaN: all
-  differences zero → p = 1; the same non-zero difference on every seed → p = 0 for the t-test.
-- Holm's step-down correction across tasks (family-wise error at 5%).
-- Overall: Wilcoxon signed-rank over all (task, seed) pairs; Friedman over tasks with the Nemenyi critical
-  difference (Demšar 2006), q from the studentized range distribution.
-- Ranks: 1 = best, ties get the average of the ranks they span.
+- Spread over seeds: mean, sample standard deviation (ddof=1) and the t-interval of the mean
+  (``scipy.stats.t``, n − 1 degrees of freedom). A percentile bootstrap over 3–5 seeds is not used: with so few
+  values it is roughly the min–max range and undercovers badly.
+- Paired tests against the baseline over matched seeds. PRIMARY: the exact sign-flip (permutation) test of the
+  mean difference (no normality assumption). It has a floor: with n non-zero differences no two-sided p goes below
+  2 / 2**n, so :func:`min_pairs` (computed, not hard-coded) is the fewest pairs that can reach α. SECONDARY: the
+  paired t-test, reported for reference; when the differences have no variance its statistic is undefined, so its
+  p is NaN (never 0: one test example better on each of 3 seeds is not "infinitely significant") and the exact
+  test decides.
+- Holm's step-down correction over a whole family (the caller decides the family: one table).
+- Power: the minimum detectable effect (MDE) of the two-sided paired t-test at 80% power, from the noncentral t
+  distribution (not the normal approximation, which understates the MDE at 3–5 seeds).
+- Ranks: 1 = best, ties get the average of the ranks they span. Across tasks (Demšar 2006): see crossdataset.py.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
-BOOTSTRAP_RESAMPLES = 10_000
-BOOTSTRAP_SEED = 0
+ALPHA = 0.05
+POWER = 0.80
 EXACT_SIGN_FLIP_MAX_N = 16  # 65,536 sign patterns; beyond, a fixed-seed Monte Carlo of the same size
+MONTE_CARLO_SEED = 0
+ZERO = 1e-12  # differences below this are "no difference" (scores are fractions in [0, 1])
 
 
 def _clean(values: Sequence[float]) -> np.ndarray:
@@ -39,33 +44,33 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan
 
 
-def bootstrap_ci(values: Sequence[float], level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean over seeds; NaNs below two values."""
+def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """Two-sided t-interval of the mean (n − 1 df); NaNs below two values; a point when all values are equal."""
     x = _clean(values)
     if len(x) < 2:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(resamples, len(x)))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)
+
+
+def differences(x: Sequence[float], y: Sequence[float]) -> np.ndarray:
+    """Paired differences x − y; pairs with a NaN on either side dropped."""
+    d = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
+    return d[np.isfinite(d)]
+
+
+def no_variance(d: np.ndarray) -> bool:
+    return bool(len(d)) and float(np.ptp(d)) <= ZERO * max(1.0, float(np.abs(d).max()))
 
 
 def paired_t(x: Sequence[float], y: Sequence[float]) -> float:
-    """Two-sided p of the paired t-test of x against y (matched pairs; pairs with a NaN dropped)."""
-    d = _differences(x, y)
-    if len(d) < 2:
+    """Two-sided p of the paired t-test; NaN below two pairs or when the differences have no variance (then the
+    t statistic is ±∞ or undefined, and :func:`sign_flip` decides)."""
+    d = differences(x, y)
+    if len(d) < 2 or no_variance(d):
         return math.nan
-    if np.allclose(d, d[0], rtol=0, atol=1e-12):  # no variance: the test is decided by whether they differ at all
-        return 1.0 if abs(d[0]) <= 1e-12 else 0.0
-    return float(stats.ttest_rel(d, np.zeros_like(d)).pvalue)
-
-
-def _differences(x: Sequence[float], y: Sequence[float]) -> np.ndarray:
-    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    d = a - b
-    return d[np.isfinite(d)]
+    p = float(stats.ttest_1samp(d, 0.0).pvalue)
+    return max(p, np.finfo(float).tiny)  # an underflow to 0 would read as certainty
 
 
 def sign_flip_floor(n_nonzero: int) -> float:
@@ -73,18 +78,31 @@ def sign_flip_floor(n_nonzero: int) -> float:
     return 1.0 if n_nonzero == 0 else min(1.0, 2.0 / 2**n_nonzero)
 
 
+def min_pairs(alpha: float = ALPHA, family: int = 1) -> int:
+    """Fewest non-zero pairs whose sign-flip floor, times ``family`` (the first Holm step), is below ``alpha``."""
+    n = 1
+    while family * sign_flip_floor(n) >= alpha:
+        n += 1
+    return n
+
+
+def can_reach(n_nonzero: int, alpha: float = ALPHA) -> bool:
+    return sign_flip_floor(n_nonzero) < alpha
+
+
 def sign_flip(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
-    """Exact two-sided sign-flip test of the mean paired difference; returns (p, floor)."""
-    d = _differences(x, y)
-    d = d[np.abs(d) > 1e-12]  # a zero difference has no sign to flip
+    """Exact two-sided sign-flip test of the mean paired difference; returns (p, floor). p ≥ floor > 0 always."""
+    d = differences(x, y)
+    d = d[np.abs(d) > ZERO]  # a zero difference has no sign to flip
     if not len(d):
         return 1.0, 1.0
     if len(d) <= EXACT_SIGN_FLIP_MAX_N:
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
     else:
-        signs = np.random.default_rng(BOOTSTRAP_SEED).choice((1.0, -1.0), size=(2**EXACT_SIGN_FLIP_MAX_N, len(d)))
+        signs = np.random.default_rng(MONTE_CARLO_SEED).choice((1.0, -1.0), size=(2**EXACT_SIGN_FLIP_MAX_N, len(d)))
+        signs[0] = 1.0  # the observed pattern is one of the draws, so p stays ≥ 1/draws
     observed = abs(d.mean())
-    extreme = np.abs((signs * d).mean(axis=1)) >= observed - 1e-12
+    extreme = np.abs((signs * d).mean(axis=1)) >= observed - ZERO
     return float(extreme.mean()), sign_flip_floor(len(d))
 
 
@@ -103,11 +121,43 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 def wilcoxon(x: Sequence[float], y: Sequence[float]) -> float:
     """Two-sided Wilcoxon signed-rank p over matched pairs (zero differences dropped; all zero → 1)."""
-    d = _differences(x, y)
-    d = d[np.abs(d) > 1e-12]
+    d = differences(x, y)
+    d = d[np.abs(d) > ZERO]
     if not len(d):
         return 1.0
     return float(stats.wilcoxon(d).pvalue)
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> tuple[float, int]:
+    """SD of paired differences pooled over comparisons: sqrt(Σ (nᵢ−1) sᵢ² / Σ (nᵢ−1)), i.e. weighted by degrees
+    of freedom (comparisons with < 2 pairs add nothing); returns (sd, comparisons used)."""
+    used = [np.asarray(g, dtype=float) for g in groups]
+    used = [g[np.isfinite(g)] for g in used]
+    used = [g for g in used if len(g) >= 2]
+    dof = sum(len(g) - 1 for g in used)
+    if not dof:
+        return math.nan, 0
+    return math.sqrt(sum(float(((g - g.mean()) ** 2).sum()) for g in used) / dof), len(used)
+
+
+def t_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided one-sample (paired) t-test with n pairs for a true mean difference ``effect``."""
+    df, nc = n - 1, effect / sd * math.sqrt(n)
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+
+def mde(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Smallest true mean difference the paired t-test detects with ``power`` (noncentral t, solved by brentq);
+    NaN when the SD is unknown or n < 2; 0 when the differences never vary."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    if sd <= ZERO:
+        return 0.0
+    high = sd
+    while t_power(high, sd, n, alpha) < power:  # bracket the root: power rises monotonically with the effect
+        high *= 2
+    return float(optimize.brentq(lambda e: t_power(e, sd, n, alpha) - power, 0.0, high, xtol=1e-12))
 
 
 def ranks(scores: Sequence[float]) -> np.ndarray:
@@ -117,25 +167,6 @@ def ranks(scores: Sequence[float]) -> np.ndarray:
     ok = np.isfinite(s)
     out[ok] = stats.rankdata(-s[ok], method="average")
     return out
-
-
-def friedman(matrix: np.ndarray) -> float:
-    """Friedman p over blocks (rows: tasks) × treatments (columns: methods); NaN below 2 blocks or 3 methods."""
-    m = np.asarray(matrix, dtype=float)
-    if m.ndim != 2 or m.shape[0] < 2 or m.shape[1] < 3 or not np.isfinite(m).all():
-        return math.nan
-    if np.all(m == m[:, :1]):  # every method tied on every task
-        return 1.0
-    return float(stats.friedmanchisquare(*m.T).pvalue)
-
-
-def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
-    """Critical difference of average ranks for k methods over n blocks (two methods whose average ranks differ
-    by more are significantly different at ``alpha``)."""
-    if k < 2 or n < 1:
-        return math.nan
-    q = stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
-    return float(q * math.sqrt(k * (k + 1) / (6 * n)))
 
 
 def failure_rate(statuses: Sequence[str]) -> float:

@@ -39,8 +39,27 @@ class Table:
 
 
 def slug(text: str) -> str:
-    """A file-name and HTML-id safe form of a label (``symmetric 0.2`` → ``symmetric-0-2``)."""
+    """A file-name and HTML-id safe form of a label (``symmetric 0.2`` → ``symmetric-0-2``). Signs that tell
+    method names apart become words first, so ``std++`` (``std-plus-plus``) cannot overwrite ``std``'s files."""
+    for sign, word in (("+", "-plus-"), ("*", "-star-"), ("#", "-sharp-"), ("@", "-at-"), ("&", "-and-")):
+        text = text.replace(sign, word)
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def file_slugs(names: Any) -> dict[str, str]:
+    """A distinct slug per name: where two names still share one (``a b`` / ``a-b``), the later ones in sorted
+    order get ``-2``, ``-3``… (deterministic, so regeneration keeps the file names)."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in sorted(names):
+        base = candidate = slug(name)
+        count = 1
+        while candidate in taken:
+            count += 1
+            candidate = f"{base}-{count}"
+        out[name] = candidate
+        taken.add(candidate)
+    return out
 
 
 def score(value: float) -> str:
@@ -78,7 +97,7 @@ def _best(values: dict[str, float | None], lowest: bool = False) -> set[str]:
     return {k for k, v in found.items() if abs(v - target) <= 1e-12}
 
 
-def main_table(cells: pd.DataFrame, summary: pd.DataFrame, size: str, noise: str) -> Table:
+def main_table(cells: pd.DataFrame, summary: pd.DataFrame, size: str, noise: str, caption: str = "") -> Table:
     """Rows = methods, columns = tasks (mean ± std), average, average rank."""
     block = cells[(cells["size"] == size) & (cells["noise"] == noise)]
     over = summary[(summary["size"] == size) & (summary["noise"] == noise)].set_index("method")
@@ -90,9 +109,10 @@ def main_table(cells: pd.DataFrame, summary: pd.DataFrame, size: str, noise: str
     fam = block.drop_duplicates("task").set_index("task")["family"]
     table = Table(f"main-{slug(size)}-{slug(noise)}", f"{size}, {noise}", ["Method", *tasks, "Average", "Avg. rank"],
                   families=["", *[fam[t] for t in tasks], "", ""],
-                  note="mean ± std over seeds, ×100; ▲/▼ significantly better/worse than STD (paired t-test, "
-                       "Holm across tasks, p < 0.05); [n/m] incomplete: n of m seeds; † excluded from averages; "
-                       "‡ test set is a held-out part of the task's training sample, not its official test split")
+                  note="mean ± std over seeds, ×100; ▲/▼ significantly better/worse than STD (exact sign-flip test, "
+                       "Holm over the whole table, p < 0.05); [n/m] incomplete: n of m seeds scored; † excluded "
+                       "from averages; ‡ test set is a held-out part of the task's training sample, not its "
+                       "official test split" + (f". {caption}" if caption else ""))
     for m in methods:
         row = [Cell(m, m)]
         for t in tasks:
@@ -117,49 +137,106 @@ def _score_cell(row: Any, bold: bool) -> Cell:
         return Cell("—")
     text = f"{score(row.mean)} ± {score(row.std)}" if math.isfinite(row.std) else score(row.mean)
     if not row.complete:
-        text += f" [{row.seeds}/{row.expected_seeds}]"
+        text += f" [{row.scored}/{row.expected_seeds}]"
     return Cell(text, _num(row.mean), bold and row.complete, int(row.sig))
 
 
-def overall_table(summary: pd.DataFrame, size: str, noise: str) -> Table:
+def _overall_note(first: Any) -> str:
+    if not math.isfinite(first["friedman_p"]):
+        return "Friedman test: n/a (needs ≥ 2 tasks and ≥ 3 methods with every task)"
+    return (f"Friedman over {first['friedman_methods']} methods with every task: χ² p = {pvalue(first['friedman_p'])}"
+            f"; Iman–Davenport F = {first['iman_davenport_f']:.3g}, p = {pvalue(first['iman_davenport_p'])}"
+            f"{' (every task ranks the methods alike)' if math.isinf(first['iman_davenport_f']) else ''}; "
+            f"Nemenyi critical difference of average ranks (α = 0.05): {pvalue(first['cd'])}")
+
+
+OVERALL_COLUMNS = ["Method", "Average", "Avg. rank", "Tasks paired", "Wilcoxon p", "Wilcoxon p (Holm)",
+                   "Rank z p vs STD (Holm)", "ASO ε_min vs STD", "Failure rate"]
+
+
+def overall_table(summary: pd.DataFrame, size: str, noise: str, caption: str = "") -> Table:
     block = summary[(summary["size"] == size) & (summary["noise"] == noise)]
-    first = block.iloc[0]
-    note = (f"Friedman over tasks: p = {pvalue(first['friedman_p'])}; Nemenyi critical difference of average ranks"
-            f" (α = 0.05): {pvalue(first['cd'])}" if math.isfinite(first["friedman_p"])
-            else "Friedman test: n/a (needs ≥ 2 tasks and ≥ 3 methods with every task)")
-    table = Table(f"overall-{slug(size)}-{slug(noise)}", f"{size}, {noise}", ["Method", "Average", "Avg. rank",
-                  "(task, seed) pairs", "Wilcoxon p vs STD", "Failure rate"], note=note)
+    note = (_overall_note(block.iloc[0]) + ". Wilcoxon signed-rank on per-task mean differences to STD (one pair "
+            f"per task), Holm over the {int(block['wilcoxon_p'].notna().sum())} methods; ▲/▼ when its Holm p < "
+            "0.05. Rank z: Demšar's test of average ranks against STD as control, Holm over the methods. ASO: "
+            "almost stochastic order on task-centred (task, seed) scores; ε_min < 0.5 = the method tends to score "
+            "above STD (0 = always), ≥ 0.5 = no such evidence" + (f". {caption}" if caption else ""))
+    table = Table(f"overall-{slug(size)}-{slug(noise)}", f"{size}, {noise}", list(OVERALL_COLUMNS), note=note)
     for r in sorted(block.itertuples(), key=lambda r: (r.method != BASELINE, r.method)):
         table.rows.append([Cell(r.method, r.method), Cell(score(r.average), _num(r.average)),
-                           Cell(f"{r.average_rank:.2f}", _num(r.average_rank)), Cell(str(r.pairs), r.pairs),
-                           Cell(pvalue(r.wilcoxon_p), _num(r.wilcoxon_p), mark=r.overall_sig),
+                           Cell(f"{r.average_rank:.2f}", _num(r.average_rank)), Cell(str(r.task_pairs), r.task_pairs),
+                           Cell(pvalue(r.wilcoxon_p), _num(r.wilcoxon_p)),
+                           Cell(pvalue(r.wilcoxon_p_holm), _num(r.wilcoxon_p_holm), mark=r.overall_sig),
+                           Cell(pvalue(r.rank_p_holm), _num(r.rank_p_holm)),
+                           Cell("—" if not math.isfinite(r.aso) else f"{r.aso:.2f}", _num(r.aso)),
                            Cell(f"{r.failure_rate:.0%}", _num(r.failure_rate))])
         table.row_filters.append({"size": size, "noise": noise, "family": ""})
     return table
 
 
-DETAIL_COLUMNS = ["Task", "Method", "Seeds", "Mean", "Std", "95% CI", "Δ vs STD", "t p", "t p (Holm)",
-                  "sign-flip p (floor)", "sign-flip p (Holm)", "Failure rate"]
+DETAIL_COLUMNS = ["Task", "Method", "Seeds", "Mean", "Std", "95% t-CI", "Chance", "Δ vs STD", "Δ 95% CI",
+                  "Δ CI basis", "sign-flip p", "floor", "sign-flip p (Holm)", "t p", "Failure rate"]
 
 
-def detail_table(cells: pd.DataFrame, size: str, noise: str) -> Table:
+def _interval(low: float, high: float) -> str:
+    return "—" if not math.isfinite(low) else f"[{score(low)}, {score(high)}]"
+
+
+def _floor(r: Any) -> str:
+    if not math.isfinite(r.signflip_floor):
+        return "—"
+    text = pvalue(r.signflip_floor)
+    return text if r.reachable else f"{text}: {r.nonzero} seeds cannot reach p < 0.05"
+
+
+def detail_table(cells: pd.DataFrame, size: str, noise: str, caption: str = "") -> Table:
     block = cells[(cells["size"] == size) & (cells["noise"] == noise)]
     table = Table(f"detail-{slug(size)}-{slug(noise)}", f"{size}, {noise}", list(DETAIL_COLUMNS),
-                  note="scores ×100; CI: percentile bootstrap of the mean over seeds; paired tests over the seeds "
-                       "shared with STD; sign-flip floor: the smallest p its seed count allows")
+                  note="scores ×100; 95% t-CI: t-interval of the mean over seeds; chance: majority-class score on "
+                       "the test set; Δ CI: two-level bootstrap over seeds × test examples, or seeds only (t) where "
+                       "the records carry no gold references; sign-flip p: exact, over the seeds shared with STD "
+                       "(floor: the smallest p its non-zero pairs allow); ▲/▼ on its Holm p; t p: paired t-test, "
+                       "uncorrected, for reference (— when the differences do not vary)"
+                       + (f". {caption}" if caption else ""))
     order = {t: i for i, t in enumerate(task_order(block))}
     methods = {m: i for i, m in enumerate(method_order(block))}
     for r in sorted(block.itertuples(), key=lambda r: (order[r.task], methods[r.method])):
-        ci = "—" if not math.isfinite(r.ci_low) else f"[{score(r.ci_low)}, {score(r.ci_high)}]"
-        seeds = f"{r.seeds}/{r.expected_seeds}"
-        flip = "—" if not math.isfinite(r.p_signflip) else f"{pvalue(r.p_signflip)} ({pvalue(r.signflip_floor)})"
-        table.rows.append([Cell(r.task, r.task), Cell(r.method, r.method), Cell(seeds, r.seeds),
-                           Cell(score(r.mean), _num(r.mean)), Cell(score(r.std), _num(r.std)), Cell(ci, _num(r.ci_low)),
-                           Cell(score(r.diff), _num(r.diff)), Cell(pvalue(r.p_t), _num(r.p_t)),
-                           Cell(pvalue(r.p_t_holm), _num(r.p_t_holm), mark=int(r.sig)),
-                           Cell(flip, _num(r.p_signflip)), Cell(pvalue(r.p_signflip_holm), _num(r.p_signflip_holm)),
+        table.rows.append([Cell(r.task, r.task), Cell(r.method, r.method),
+                           Cell(f"{r.scored}/{r.expected_seeds}", r.scored),
+                           Cell(score(r.mean), _num(r.mean)), Cell(score(r.std), _num(r.std)),
+                           Cell(_interval(r.ci_low, r.ci_high), _num(r.ci_low)), Cell(score(r.chance), _num(r.chance)),
+                           Cell(score(r.diff), _num(r.diff)), Cell(_interval(r.delta_low, r.delta_high),
+                                                                    _num(r.delta_low)),
+                           Cell(r.delta_ci or "—", r.delta_ci), Cell(pvalue(r.p_signflip), _num(r.p_signflip)),
+                           Cell(_floor(r), _num(r.signflip_floor)),
+                           Cell(pvalue(r.p_signflip_holm), _num(r.p_signflip_holm), mark=int(r.sig)),
+                           Cell(pvalue(r.p_t), _num(r.p_t)),
                            Cell(f"{r.failure_rate:.0%} ({r.failures}/{r.runs})", _num(r.failure_rate))])
         table.row_filters.append({"size": size, "noise": noise, "family": r.family})
+    return table
+
+
+NOISE_COLUMNS = ["Size", "Task", "Method", "Noise", "Seeds paired", "Clean", "Noisy", "Noisy − clean",
+                 "95% t-CI", "Chance", "Clean above chance", "Noisy above chance"]
+
+
+def noise_table(frame: pd.DataFrame, note: str = "") -> Table:
+    """Noisy − clean paired by seed per (size, task, method, noise level); ×100."""
+    table = Table("robustness-paired", "noisy − clean, paired by seed", list(NOISE_COLUMNS),
+                  note="×100; noisy − clean over the seeds a method has at both levels, with the t-interval of the "
+                       "paired differences; chance: majority-class score on the clean test set (— in records "
+                       "without train_info.majority_test)" + (f". {note}" if note else ""))
+    methods = {m: (m != BASELINE, m) for m in frame["method"].unique()}
+    for r in sorted(frame.itertuples(), key=lambda r: (size_order(r.size), r.task, noise_order(r.noise),
+                                                       methods[r.method])):
+        table.rows.append([Cell(r.size, r.size), Cell(r.task, r.task), Cell(r.method, r.method),
+                           Cell(r.noise, r.noise), Cell(str(r.seeds), r.seeds), Cell(score(r.clean), _num(r.clean)),
+                           Cell(score(r.noisy), _num(r.noisy)), Cell(score(r.change), _num(r.change)),
+                           Cell(_interval(r.change_low, r.change_high), _num(r.change_low)),
+                           Cell(score(r.chance), _num(r.chance)),
+                           Cell(score(r.clean_above_chance), _num(r.clean_above_chance)),
+                           Cell(score(r.noisy_above_chance), _num(r.noisy_above_chance))])
+        table.row_filters.append({"size": r.size, "noise": r.noise, "family": ""})
     return table
 
 
