@@ -1,0 +1,170 @@
+"""Mechanism tests of the methods that act on weights and learning rates (see tests/test_mechanisms.py):
+LP-FT, Freeze, L2-SP, LLRD, re-init and NoisyTune. Update sizes come from Adam's first step: with no warm-up
+it moves every entry that has a real gradient by ±lr, so the largest |Δ| of a parameter group reads off its
+learning rate."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from mechanism_helpers import (
+    LR,
+    ONE_STEP,
+    context,
+    first_step,
+    largest_update,
+    make_batch,
+    prepared,
+    tiny_model,
+    with_config,
+)
+
+from regbench.harness.method import get_method
+
+LAYERS = 2  # the tiny random BERT
+
+
+def _names(state, *prefixes: str) -> list[str]:
+    return [n for n in state if n.startswith(prefixes)]
+
+
+# ---- LP-FT / Freeze ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("head_lr", [2e-3, 3e-2])
+def test_lp_ft_stage_one_moves_the_head_at_head_lr_and_never_the_encoder(head_lr):
+    # 2 epochs of 2 steps, half of them probing: the first step is a stage-1 step at the head's full LR.
+    params = {"head_lr": head_lr, "lp_fraction": 0.5, "stage_warmup_ratio": 0.0}
+    before, after, method = first_step("lp-ft", params, with_config(ONE_STEP, epochs=2))
+    encoder = _names(before, "encoder.")
+    assert all(torch.equal(before[n], after[n]) for n in encoder)
+    assert method.frozen and all(not p.requires_grad for p in method.frozen)  # no encoder gradient at all
+    assert len(method.frozen) == len(encoder)
+    # head_lr alone: the main optimiser (base LR) must not step the head a second time.
+    assert largest_update(before, after, ["head.weight", "head.bias"]) == pytest.approx(head_lr, rel=0.01)
+
+
+def test_freeze_trains_only_the_head_at_the_run_lr():
+    before, after, method = first_step("freeze")
+    assert all(torch.equal(before[n], after[n]) for n in _names(before, "encoder."))
+    assert largest_update(before, after, ["head.weight", "head.bias"]) == pytest.approx(LR, rel=0.01)
+    model = tiny_model()
+    method = get_method("freeze")
+    method.prepare(context(model))
+    owned = {id(p) for g in method.param_groups(model, LR, 0.01) for p in g["params"]}
+    assert owned == {id(p) for p in model.head.parameters()}  # the optimiser never holds the encoder
+
+
+# ---- L2-SP -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [0.1, 0.7])
+@pytest.mark.parametrize("row_wise", [True, False])
+def test_l2sp_penalty_and_gradient_are_half_alpha_squared_distance_on_the_encoder(alpha, row_wise):
+    method, model = prepared("l2-sp", {"alpha": alpha, "sparse_embedding_rows": row_wise})
+    batch = make_batch()
+    generator = torch.Generator().manual_seed(1)
+    words = model.encoder.get_input_embeddings().weight
+    moves = {}
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            move = 0.01 * torch.randn(param.shape, generator=generator)
+            if param is words:  # only the rows of tokens seen move (the documented row-wise premise)
+                seen = torch.zeros(param.shape[0], dtype=torch.bool)
+                seen[batch["input_ids"].flatten()] = True
+                move[~seen] = 0
+            param.add_(move)
+            moves[name] = move
+    want = (
+        0.5
+        * alpha
+        * sum(float(m.double().pow(2).sum()) for n, m in moves.items() if n.startswith("encoder."))
+    )
+    outputs = model(**batch)
+    assert float(method.loss(model, batch, outputs)["l2sp"]) == pytest.approx(want, rel=1e-4)
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    method.after_backward(model)
+    for (
+        name,
+        param,
+    ) in model.named_parameters():  # ∇ (α/2)‖w − w0‖² = α(w − w0) on the encoder, nothing on the head
+        expected = alpha * moves[name] if name.startswith("encoder.") else torch.zeros_like(param)
+        torch.testing.assert_close(param.grad, expected, rtol=1e-4, atol=1e-7)
+
+
+def test_l2sp_replaces_decay_toward_zero_on_the_encoder_only():
+    method, model = prepared("l2-sp")
+    groups = {g["name"]: g for g in method.param_groups(model, LR, 0.01)}
+    encoder = {id(p) for p in model.encoder.parameters()}
+    assert groups["encoder_decay"]["weight_decay"] == 0.0 and groups["decay"]["weight_decay"] == 0.01
+    assert all(id(p) in encoder for p in groups["encoder_decay"]["params"])
+    assert any(p is model.head.weight for p in groups["decay"]["params"])
+
+
+# ---- LLRD --------------------------------------------------------------------------------------------------
+def _depth(name: str) -> int:
+    """The documented depths: head and pooler 0, layer i → L − i, embeddings L + 1."""
+    if name.startswith("encoder.embeddings."):
+        return LAYERS + 1
+    if name.startswith("encoder.encoder.layer."):
+        return LAYERS - int(name.split(".")[3])
+    return 0
+
+
+@pytest.mark.parametrize("decay", [0.5, 0.8])
+def test_llrd_learning_rate_decays_by_xi_per_layer_from_the_head_down(decay):
+    method, model = prepared("llrd", {"decay": decay})
+    lr_of = {id(p): g["lr"] for g in method.param_groups(model, LR, 0.01) for p in g["params"]}
+    for name, param in model.named_parameters():
+        assert lr_of[id(param)] == pytest.approx(LR * decay ** _depth(name), rel=1e-9), name
+    # The real loop keeps those ratios: the first step's largest update per depth is that depth's LR.
+    before, after, _ = first_step("llrd", {"decay": decay})
+    for depth in range(LAYERS + 2):
+        names = [n for n in before if _depth(n) == depth and not n.startswith("encoder.pooler.")]
+        assert largest_update(before, after, names) == pytest.approx(LR * decay**depth, rel=0.01), depth
+
+
+# ---- re-init -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layers", [1, 2])
+def test_reinit_restores_the_init_distribution_in_exactly_the_top_layers_and_pooler(layers):
+    model, method = tiny_model(), get_method("reinit", {"layers": layers})
+    with torch.no_grad():  # as if trained: every encoder value leaves its init (biases ≠ 0, LayerNorm ≠ 1)
+        for param in model.encoder.parameters():
+            param.add_(0.05)
+    trained = {n: p.detach().clone() for n, p in model.named_parameters()}
+    method.prepare(context(model))
+    top = tuple(f"encoder.encoder.layer.{i}." for i in range(LAYERS - layers, LAYERS)) + ("encoder.pooler.",)
+    std = model.encoder.config.initializer_range
+    for name, param in model.named_parameters():
+        value = param.detach()
+        if not name.startswith(top):
+            assert torch.equal(value, trained[name]), name  # lower layers, embeddings and head untouched
+        elif name.endswith("bias"):
+            assert not value.any(), name
+        elif "LayerNorm" in name:
+            assert bool((value == 1).all()), name
+        else:  # a Linear weight: N(0, initializer_range)
+            assert abs(float(value.mean())) < 4 * std / math.sqrt(value.numel()), name
+            assert float(value.std()) == pytest.approx(std, rel=0.15), name
+
+
+# ---- NoisyTune ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("noise_lambda", [0.1, 0.3])
+def test_noisytune_noise_is_uniform_scaled_by_each_tensors_std_times_lambda(noise_lambda):
+    method, model = prepared("noisytune", {"noise_lambda": noise_lambda})
+    pretrained = dict(tiny_model().named_parameters())  # the same pretrained weights and head, unperturbed
+    scaled = []
+    for name, param in model.named_parameters():
+        before, noise = pretrained[name].detach(), (param - pretrained[name]).detach().double()
+        spread = float(before.double().std()) if before.numel() > 1 else 0.0
+        if (
+            name.startswith("head.") or spread == 0.0
+        ):  # the head is not perturbed; constant tensors get no noise
+            assert not noise.any(), name
+            continue
+        unit = noise / (noise_lambda * spread)  # should be U(−1/2, 1/2) entry by entry
+        assert float(unit.abs().max()) <= 0.5 + 1e-3, name
+        if unit.numel() >= 1000:
+            assert float(unit.std()) == pytest.approx(12**-0.5, rel=0.05), name
+        scaled.append(unit.flatten())
+    pooled = torch.cat(scaled)
+    assert float(pooled.std()) == pytest.approx(12**-0.5, rel=0.02) and abs(float(pooled.mean())) < 0.01
