@@ -1,14 +1,17 @@
-"""Sessions: ``nox -s tests`` (pytest), ``smoke`` (CI-sized benchmark on a tiny random model), ``bench`` (the main
-job on the real MiniLM), ``perf`` (performance benchmarks → results/perf/), ``lint`` (ruff).
+"""Sessions: ``nox -s tests`` (pytest), ``smoke`` (CI-sized benchmark on a tiny random model), ``bench`` (the main job
+on the real MiniLM: your own grid, then a check that it reproduces the published one), ``reference`` (maintainers:
+refresh the published grid under results/), ``perf`` (performance benchmarks → results/perf/), ``lint`` (ruff),
+``lock`` (refresh requirements-lock.txt), ``mutation`` (mutation testing of the method modules; slow, not in CI).
 
-tests/smoke/bench/perf share one environment (``.nox/shared``): a fresh environment costs ~1 GB and a minute, and
-all four need the same packages. It is created on first use and re-installed only when pyproject.toml changes,
-so reuse is the default; ``nox -R`` works as well.
+tests/smoke/bench/perf share one environment (``.nox/shared``) installed from ``requirements-lock.txt`` (exact
+versions with hashes; the CPU torch wheel): a fresh environment costs ~1 GB and a few minutes, and all of them need
+the same packages. It is created on first use and re-installed only when pyproject.toml or the lock file changes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -22,33 +25,42 @@ nox.options.reuse_venv = "yes"
 BENCH_PROFILE = "quick"  # the default of `nox -s bench`; `nox -s bench -- --profile small` picks another
 
 
+LOCK = ROOT / "requirements-lock.txt"
+
+
 def shared_env(session: nox.Session) -> Path:
-    """Create or refresh the shared environment; return its bin directory."""
+    """Create or refresh the shared environment from the lock file; return its bin directory."""
     python = SHARED / "bin" / "python"
     stamp = SHARED / ".regbench-installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + LOCK.read_bytes()).hexdigest()
     if not python.exists():
         session.run(sys.executable, "-m", "venv", str(SHARED), external=True)
     if not stamp.exists() or stamp.read_text() != wanted:
-        # torch is pinned in pyproject (2.13.0, CPU wheel); installing it with everything else keeps pip from
-        # choosing a CUDA build.
-        session.run(str(python), "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[dev]", external=True)
+        # Exact versions with hashes (torch: the CPU wheel — installed with everything else so pip never picks a
+        # CUDA build), then regbench itself without dependencies: the environment is the lock file, nothing else.
+        pip = [str(python), "-m", "pip", "install", "--quiet"]
+        session.run(*pip, "--require-hashes", "-r", str(LOCK), external=True)
+        session.run(*pip, "--no-deps", "-e", str(ROOT), external=True)
         stamp.write_text(wanted)
     return SHARED / "bin"
 
 
-def run_profile(session: nox.Session, default_profile: str) -> None:
-    """Plan, then run (or resume) a profile's grid; extra arguments go to `regbench bench`."""
+def run_profile(session: nox.Session, default_profile: str, out: str = "results/{profile}") -> tuple[str, str]:
+    """Plan, then run (or resume) a profile's grid into ``out`` (``{profile}`` is filled in; ``--out`` among the
+    extra arguments wins), then its leaderboard; extra arguments go to `regbench bench`. Returns (profile, out)."""
     bin_dir = shared_env(session)
     args = list(session.posargs)
     if "--profile" not in args:
         args = ["--profile", default_profile, *args]
     profile = args[args.index("--profile") + 1]
+    if "--out" not in args:
+        args += ["--out", out.format(profile=profile)]
+    out_dir = args[args.index("--out") + 1]
     session.run(str(bin_dir / "regbench"), "plan", "--profile", profile, external=True)
     session.run(str(bin_dir / "regbench"), "bench", *args, external=True)
-    out = ["--out", args[args.index("--out") + 1]] if "--out" in args else []  # the leaderboard reads where bench wrote
-    session.run(str(bin_dir / "regbench"), "leaderboard", "--profile", profile, *out, external=True)
-    session.log(f"Browse the runs:  mlflow ui --backend-store-uri sqlite:///results/{profile}/mlflow.db")
+    session.run(str(bin_dir / "regbench"), "leaderboard", "--profile", profile, "--out", out_dir, external=True)
+    session.log(f"Browse the runs:  mlflow ui --backend-store-uri sqlite:///{out_dir}/mlflow.db")
+    return profile, out_dir
 
 
 @nox.session(venv_backend="none")
@@ -66,7 +78,22 @@ def smoke(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """The main job: the `quick` profile on the real MiniLM (results/quick/), then its leaderboard."""
+    """The main job: the `quick` profile on the real MiniLM into results/runs/<profile>/ (your own grid, never over
+    the published one), its leaderboard, then the check that every published final run (results/<profile>/)
+    came back bit for bit on this machine: the last line says how many did."""
+    profile, out_dir = run_profile(session, BENCH_PROFILE, out="results/runs/{profile}")
+    if (ROOT / "results" / profile / "records").is_dir():
+        session.run(str(SHARED / "bin" / "regbench"), "compare", f"results/{profile}", out_dir, external=True,
+                    success_codes=[0, 1])
+    else:
+        session.log(f"no published results/{profile} to compare with")
+
+
+@nox.session(venv_backend="none")
+def reference(session: nox.Session) -> None:
+    """Maintainers: refresh the published grid, results/<profile>/ (default quick), and its leaderboard. Delete the
+    old records first (`git rm -r results/<profile>/records results/<profile>/cells`) to re-run everything, then
+    commit the new records with the leaderboard."""
     run_profile(session, BENCH_PROFILE)
 
 
@@ -87,6 +114,23 @@ def perf(session: nox.Session) -> None:
     for script in sorted((ROOT / "benchmarks" / "perf").glob("*.py")):
         if script.name != "__init__.py":
             session.run(str(bin_dir / "python"), str(script), *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
+def lock(session: nox.Session) -> None:
+    """Refresh requirements-lock.txt from pyproject.toml with uv (keeps today's pins; `nox -s lock -- --upgrade` moves
+    them). torch is the CPU wheel. A new lock can change numbers: re-run `nox -s bench` and say so in the notes."""
+    bin_dir = shared_env(session)
+    session.run(str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "uv==0.13.9", external=True)
+    override = ROOT / ".nox" / "torch-cpu.txt"
+    override.write_text("torch==2.13.0+cpu\n")
+    # The CPU wheel: from pip's find-links where this machine keeps it, else PyTorch's CPU index.
+    links = os.environ.get("PIP_FIND_LINKS")
+    source = ["--find-links", links] if links else ["--extra-index-url", "https://download.pytorch.org/whl/cpu"]
+    session.run(str(bin_dir / "uv"), "pip", "compile", "pyproject.toml", "--extra", "dev", "--extra", "cluster",
+                "--generate-hashes", "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28",
+                "--override", str(override), *source, "--custom-compile-command", "nox -s lock", "-o", str(LOCK),
+                *session.posargs, external=True)
 
 
 @nox.session

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from regbench.harness import yamlio
 from regbench.harness.errors import ConfigError
 from regbench.harness.model import TASK_TYPES
 from regbench.harness.registry import Registry
@@ -98,10 +99,11 @@ def parse_task(data: dict[str, Any], path: str = "<memory>") -> TaskSpec:
         raise ConfigError(f"{where} is missing required key {missing[0]!r} (required: {', '.join(REQUIRED_KEYS)})")
     if data["type"] not in TASK_TYPES:
         raise ConfigError(f"{where}: type {data['type']!r} is not one of {', '.join(TASK_TYPES)}")
-    if not isinstance(data["version"], int):
+    if not isinstance(data["version"], int) or isinstance(data["version"], bool):
         raise ConfigError(f"{where}: version must be an integer, got {data['version']!r}")
     _check_splits(data, where)
     _check_columns(data, where)
+    _check_types(data, where)
     metrics = tuple(_as_list(data["metrics"]))
     for metric in metrics:
         if metric not in METRIC_OUTPUTS:
@@ -129,6 +131,38 @@ def parse_task(data: dict[str, Any], path: str = "<memory>") -> TaskSpec:
         mark_spans={k: tuple(v) for k, v in (data.get("mark_spans") or {}).items()},
         resplit=dict(data["resplit"]) if data.get("resplit") else None, ood=ood, extra=extra,
     )
+
+
+def _names(v: Any) -> bool:
+    return all(isinstance(x, str) and x for x in _as_list(v))
+
+
+# What each key's value must be, checked before it is used: a wrong type is one line naming the key, never a
+# TypeError (an unhashable metric name) or ValueError (num_labels: "two") from the code that reads it.
+TYPES: dict[str, tuple[Any, str]] = {
+    "name": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+    "label_column": (lambda v: isinstance(v, str) and bool(v), "a column name"),
+    "metrics": (_names, "metric names"),
+    "primary": (_names, "metric output names"),
+    "text_columns": (lambda v: v is None or _names(v), "one or two column names"),
+    "tokens_column": (lambda v: v is None or isinstance(v, str), "a column name"),
+    "label_names": (lambda v: v is None or (isinstance(v, list) and _names(v)), "a list of label names"),
+    "choice_columns": (lambda v: v is None or (isinstance(v, list) and _names(v)), "a list of column names"),
+    "num_labels": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                   "an integer ≥ 1"),
+    "source": (lambda v: isinstance(v, dict) and all(isinstance(v.get(k), str | list | None) for k in ("mirror", "hub"))
+               and (v.get("mirror") is None or isinstance(v["mirror"], str)), "{mirror: dir, hub: name}"),
+}
+
+
+def _check_types(data: dict[str, Any], where: str) -> None:
+    for key, (accepts, expected) in TYPES.items():
+        if key in data and not accepts(data[key]):
+            raise ConfigError(f"{where}: {key} must be {expected}, got {data[key]!r}")
+    for key, entry in (data["splits"] if isinstance(data["splits"], dict) else {}).items():
+        names = [entry] if not isinstance(entry, dict) else [entry.get("split"), entry.get("mirror", "")]
+        if not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{where}: splits.{key} must be a split name or {{split, mirror, hub}}, got {entry!r}")
 
 
 def template_fields(template: str) -> list[str]:
@@ -165,6 +199,8 @@ def _check_inputs(data: dict[str, Any], where: str) -> None:
 def _check_resplit(data: dict[str, Any], where: str) -> None:
     parts = {key: entry["part"] for key, entry in data["splits"].items() if isinstance(entry, dict) and "part" in entry}
     resplit = data.get("resplit")
+    if resplit is not None and not isinstance(resplit, dict):
+        raise ConfigError(f"{where}: resplit must be a mapping {{test_fraction, seed}}, got {resplit!r}")
     if parts and not isinstance(resplit, dict):
         raise ConfigError(f"{where}: splits use 'part' but the task has no 'resplit: {{test_fraction, seed}}'")
     for key, part in parts.items():
@@ -231,11 +267,13 @@ def _as_list(value: Any) -> list[Any]:
 def load_task_file(path: str | Path) -> TaskSpec:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamlio.load(path)
     except FileNotFoundError:
         raise ConfigError(f"task file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"task file {path} cannot be read ({err}); give a readable YAML file") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"task file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"task file {path} is not valid YAML: {yamlio.describe_error(err)}") from None
     spec = parse_task(data, str(path))
     if spec.name != path.stem:
         raise ConfigError(f"task file {path} declares name {spec.name!r}; the file must be named {spec.name}.yaml")
@@ -264,7 +302,8 @@ def add_tasks_dir(directory: str | Path) -> list[TaskSpec]:
     """Register every ``*.yaml`` in a directory (``--tasks-dir``); a user task may override a built-in one."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise ConfigError(f"tasks directory {directory} does not exist")
+        state = "is a file, not a directory" if directory.exists() else "does not exist"
+        raise ConfigError(f"tasks directory {directory} {state}; give a directory of task YAML files")
     specs = [load_task_file(p) for p in sorted(directory.glob("*.yaml"))]
     for spec in specs:
         TASKS.register(spec.name, spec, replace=True)

@@ -4,7 +4,9 @@
     regbench ls tasks | methods | profiles
     regbench validate [TASK or path/to/task.yaml ...]
 
-Bad input prints one line (``regbench: error: …``) and exits with status 2.
+Bad input and known faults (a full disk, a corrupt data file, an unreachable tracking server, SIGTERM) print one
+line (``regbench: error: …``, with how to resume where something was running) and exit with status 2; a bug prints
+one line pointing at ``--debug`` and exits with status 1.
 """
 
 from __future__ import annotations
@@ -12,16 +14,30 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
+import signal
 import sys
+import threading
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, RegbenchError
+from .calibrate import parse_speed
+from .errors import ConfigError, Fault, Interrupted, RegbenchError, check_dir, describe, describe_fault
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every failure ends as one ``regbench: error:`` line on stderr: status 2 for bad input and
+    known faults (with how to resume), 1 for a bug (``--debug`` shows its traceback)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line, not only before the command
+    if debug:
+        argv.remove("--debug")
+        os.environ["REGBENCH_DEBUG"] = "1"  # grid workers are separate processes: they show tracebacks too
     parser = build_parser()
     args = parser.parse_args(argv)
+    restore = _on_sigterm()
     try:
         if getattr(args, "tasks_dir", None):
             from regbench.benchmarks.taskspec import add_tasks_dir
@@ -29,16 +45,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             for directory in args.tasks_dir:
                 add_tasks_dir(directory)
         return int(args.handler(args) or 0)
-    except RegbenchError as err:
-        print(f"regbench: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("regbench: interrupted", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt, Fault) as err:
+        if debug:
+            traceback.print_exc()
+        known = isinstance(err, RegbenchError | KeyboardInterrupt | Fault) or describe_fault(err) is not None
+        print(f"regbench: error: {describe(err)}", file=sys.stderr)
+        return 2 if known else 1
+    finally:
+        restore()
+
+
+def _on_sigterm() -> Any:
+    """Turn SIGTERM (a scheduler stopping the job, ``kill``) into :class:`Interrupted`, so it unwinds like Ctrl-C:
+    the loopback server and workers are stopped and the user gets one line. Returns what puts the old one back
+    (``main`` is also called in-process, by tests and scripts)."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regbench", description="Benchmark regularizers for fine-tuning pretrained language models.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub.add_parser("run", help="train and evaluate one task/method/seed; write a record and an MLflow run"))
     ls = sub.add_parser("ls", help="list tasks, methods or profiles")
@@ -54,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(handler=_cmd_validate)
     _add_grid(sub)
     _add_check_method(sub)
+    from .leaderboard.command import add_parser as _add_leaderboard  # heavy imports happen when it runs
+
     _add_leaderboard(sub)
+    from .reproduce import add_parsers as _add_reproduce  # its heavy imports happen when it runs
+
+    _add_reproduce(sub)
     return parser
 
 
@@ -66,7 +104,8 @@ def _add_grid(sub: Any) -> None:
         p.add_argument("--profile", required=True, help="profile name (see 'regbench ls profiles') or a YAML path")
         p.add_argument("--data-dir", help="Parquet mirror directory (default: $REGBENCH_DATA_DIR or ../shared/data)")
         p.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
-    plan.add_argument("--speed", type=float, default=1.0, help="hardware speed-up over the reference 2-core CPU")
+    plan.add_argument("--speed", type=parse_speed, default=1.0,
+                      help="hardware speed-up over the reference 2-core CPU, or 'auto' (measure this host, ~10 s)")
     plan.add_argument("--csv", help="also write the plan table to this CSV file")
     plan.set_defaults(handler=_cmd_plan)
     bench.add_argument("--out", help="output directory (default results/<profile>)")
@@ -95,27 +134,40 @@ def _add_check_method(sub: Any) -> None:
 
 
 def _cmd_check_method(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .conformance import format_report, run_all
     from .method import METHODS
 
-    name = METHODS.get(args.name).name  # unknown names: one line with "did you mean"
-    results = run_all(name, _parse_params(args.param), Path(args.golden_dir) if args.golden_dir else None)
+    method = METHODS.get(args.name)  # unknown names: one line with "did you mean"
+    params = _parse_params(args.param)
+    method.from_params(params)  # a bad parameter is one line, not the same failure in every check
+    results = run_all(method.name, params, Path(args.golden_dir) if args.golden_dir else None)
     print(format_report(results))
     return 0 if all(r.passed for r in results) else 1
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .plan import estimate, plan_table, render
+    from .plan import estimate, notes, plan_table, render
     from .profiles import load_profile
 
     profile = load_profile(args.profile)
-    table = plan_table(profile, estimate(profile, args.data_dir, args.speed))
-    print(render(profile, table, args.speed))
+    if args.csv:  # before the estimate (minutes on a big profile), not after it
+        _check_csv(args.csv)
+    if args.speed == "auto":
+        from .calibrate import measure_speed
+
+        args.speed = round(measure_speed(profile.model, profile.batch_size), 2)
+    estimates = estimate(profile, args.data_dir, args.speed)
+    table = plan_table(profile, estimates)
+    print(render(profile, table, args.speed, notes(estimates)))
     if args.csv:
         table.to_csv(args.csv, index=False)
     return 0
+
+
+def _check_csv(path: str) -> None:
+    if Path(path).is_dir() or not Path(path).parent.is_dir():
+        problem = "is a directory" if Path(path).is_dir() else f"is in a missing folder ({Path(path).parent})"
+        raise ConfigError(f"--csv {path} {problem}; give a file path in an existing folder (e.g. plan.csv)")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -175,6 +227,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise ConfigError(f"--lr must be a positive number, got {args.lr}")
+    check_dir(args.out, "--out")
+    if args.tracking_uri and not args.no_track:  # before the model loads: an unanswered URI must not hang a run
+        from .tracking import check_tracking_uri
+
+        check_tracking_uri(args.tracking_uri)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                             device=args.device, precision=args.precision)
     config = RunConfig(
@@ -261,40 +318,5 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 # ---- leaderboard ----------------------------------------------------------------------------------------------------
-def _add_leaderboard(sub: Any) -> None:
-    lb = sub.add_parser("leaderboard", help="tables, tests, plots and index.html from a profile's result records")
-    lb.add_argument("--profile", help="profile name: reads results/<profile>/records, writes results/<profile>/")
-    lb.add_argument("--records", help="records directory (default: <out>/records)")
-    lb.add_argument("--cells", help="cell summaries directory (default: beside the records, cells/)")
-    lb.add_argument("--out", help="output directory (default: results/<profile>, or the parent of --records)")
-    lb.add_argument("--tracking-uri", help="MLflow URI for the 'leaderboard' run (default: SQLite in the output dir)")
-    lb.add_argument("--no-track", action="store_true", help="write the files only, no MLflow run")
-    lb.set_defaults(handler=_cmd_leaderboard)
-
-
-def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from .leaderboard import build_leaderboard
-    from .tracking import default_tracking_uri
-
-    if not args.profile and not args.records:
-        raise ConfigError("leaderboard needs --profile or --records")
-    records = Path(args.records) if args.records else Path(args.out or f"results/{args.profile}") / "records"
-    out = Path(args.out) if args.out else Path(f"results/{args.profile}") if args.profile else records.parent
-    command = " ".join(["regbench leaderboard", *(f"--{k} {v}" for k, v in (
-        ("profile", args.profile), ("records", args.records), ("cells", args.cells), ("out", args.out)) if v)])
-    uri = None if args.no_track else (args.tracking_uri or default_tracking_uri(out))
-    summary = build_leaderboard(records, out, args.profile, cells_dir=args.cells or records.parent / "cells",
-                                command=command, tracking_uri=uri)
-    for line in summary["skipped"]:
-        print(f"regbench: {line}", file=sys.stderr)
-    print(f"leaderboard: {summary['records']} records, {len(summary['skipped'])} skipped → {out}/leaderboard.md, "
-          f"index.html, leaderboard.tex, leaderboard.csv, plots/")
-    if summary["mlflow_run_id"]:
-        print(f"  mlflow run: {summary['mlflow_run_id']}")
-    return 0
-
-
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,6 +23,7 @@ file on one machine, a database across machines: harness.storage); final runs ar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 from tqdm.auto import tqdm
 
 from regbench.benchmarks.fewshot import SizeSpec, check_size_fits, parse_size
@@ -40,7 +42,7 @@ from regbench.benchmarks.noise import NoiseSpec, check_task_supports
 from regbench.benchmarks.taskspec import get_task
 
 from . import api, claims, records, tracking, tune
-from .errors import ConfigError, RegbenchError
+from .errors import ConfigError, Fault, RegbenchError, describe_fault
 from .method import METHODS
 from .model import load_pretrained
 from .profiles import Profile
@@ -193,10 +195,12 @@ def run_grid(profile: Profile, out_dir: str | Path | None = None, *, overwrite: 
     bar = tqdm(total=total, desc=f"{profile.name} runs", unit="run", position=worker_index, disable=not progress)
     summaries = []
     start = time.perf_counter()
-    for done, cell in enumerate(cells):
-        bar.set_postfix_str(f"cell {done + 1}/{len(cells)} {cell.name}")
-        summaries.append(run_cell(ctx, cell, bar))
-    bar.close()
+    try:
+        for done, cell in enumerate(cells):
+            bar.set_postfix_str(f"cell {done + 1}/{len(cells)} {cell.name}")
+            summaries.append(run_cell(ctx, cell, bar))
+    finally:
+        bar.close()  # also on a fault: its line ends, so the error line starts a line of its own
     return {"profile": profile.name, "out_dir": str(out), "cells": summaries, "seconds": time.perf_counter() - start}
 
 
@@ -256,8 +260,12 @@ def _objective(ctx: GridContext, base: api.RunConfig, cell: Cell, parent_id: str
     def objective(trial: Any) -> tune.TrialOutcome:
         config = dataclasses.replace(with_params(base, trial.params), evaluate_test=False, write_record=False)
         tags = {"phase": "trial", "trial": str(trial.number), "run_name": f"{cell.name}/trial{trial.number}"}
-        record = api.run(config, parent_id, cell_key=cell.key, phase="trial", on_epoch_end=pruning_report(trial),
-                         tracker_key=f"{cell.key}/trial{trial.number}", tags=tags)
+        try:
+            record = api.run(config, parent_id, cell_key=cell.key, phase="trial", on_epoch_end=pruning_report(trial),
+                             tracker_key=f"{cell.key}/trial{trial.number}", tags=tags)
+        except Exception as err:
+            _stop_on_fault(trial, err)
+            raise
         info = record["train_info"]
         dev = (record["metrics"].get("dev") or {}).get("primary")
         value = None if record["run_info"]["status"] == "diverged" or dev is None else float(dev)
@@ -266,6 +274,17 @@ def _objective(ctx: GridContext, base: api.RunConfig, cell: Cell, parent_id: str
                                  float(info["wall_seconds"]), record["run_info"].get("error"),
                                  sum(curve) / len(curve) if curve else None)
     return objective
+
+
+def _stop_on_fault(trial: Any, err: Exception) -> None:
+    """A full disk is no property of the configuration: stop the grid (errors.Fault passes the per-trial catch-all)
+    with the trial failed, so that a resume redoes it instead of counting a failure score against the method."""
+    message = describe_fault(err)
+    if message is None:
+        return
+    with contextlib.suppress(Exception):  # the journal may be on the full disk too: a dead worker's trial is redone
+        trial.study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+    raise Fault(message) from err
 
 
 def _final_or_error(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str, Any], seed: int,
@@ -380,5 +399,8 @@ def _log_cell(parent: Any, summary: dict[str, Any]) -> None:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    tmp.write_text(json.dumps(data, sort_keys=True, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, sort_keys=True, indent=1, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave a half-written summary beside the last good one

@@ -5,16 +5,24 @@ that walk the same cells: they share each cell's Optuna study through the journa
 them from overshooting by more than workers − 1 trials) and claim final runs with lock files. MLflow's SQLite store
 must not be written by several processes, so with more than one worker a loopback ``mlflow server`` over that
 SQLite file takes the writes (unless ``--tracking-uri`` names a server already).
+
+A second `bench` on the same output directory refuses in one line (:class:`BenchLock`) unless the grid runs in
+cluster mode; workers report their errors through the parent, so a failing grid prints one line, not one
+traceback per worker.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
+import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,10 +31,10 @@ from typing import Any
 import pandas as pd
 
 from . import tracking
-from .errors import RegbenchError
+from .errors import Fault, Interrupted, RegbenchError, check_dir, describe
 from .grid import output_dir, run_grid
 from .profiles import Profile, load_profile
-from .storage import heartbeat_seconds, open_storage
+from .storage import heartbeat_seconds, open_storage, resolve
 
 
 def run_parallel(profile: Profile, out: str | None = None, *, workers: int = 1, overwrite: str = "only-missing",
@@ -36,35 +44,133 @@ def run_parallel(profile: Profile, out: str | None = None, *, workers: int = 1, 
     storage (harness.storage) — with a database, the same command on several machines shares one grid."""
     if workers < 1:
         raise RegbenchError(f"--workers must be ≥ 1, got {workers}")
-    out_dir = output_dir(profile, out)
+    out_dir = check_dir(output_dir(profile, out), "--out")
     heartbeat_seconds()  # a bad $REGBENCH_HEARTBEAT_SECONDS is one error line before any run, not in the middle
-    open_storage(out_dir, storage)  # a bad --storage is one error line before any run; a database gets its tables once
-    if workers == 1:
-        run_grid(profile, out_dir, overwrite=overwrite, tracking_uri=tracking_uri, data_dir=data_dir, track=track,
-                 storage=storage)
-        return summary_text(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with _tracking_server(out_dir, tracking_uri, track) as uri:
-        context = multiprocessing.get_context("spawn")
-        started = time.time()  # one start for all workers: what `--overwrite always` re-runs (harness.grid)
-        procs = [context.Process(target=_worker,
-                                 args=(profile.path, str(out_dir), uri, overwrite, data_dir, track, i, started,
-                                       storage))
-                 for i in range(workers)]
+    if track and tracking_uri:  # an unanswered server must fail in seconds, not hang the first run for minutes
+        tracking.check_tracking_uri(tracking_uri)
+    with BenchLock(out_dir, cluster=_cluster_mode(out_dir, storage, tracking_uri, track)):
+        open_storage(out_dir, storage)  # a bad --storage is one error line before any run; a database gets its tables
+        if workers == 1:
+            run_grid(profile, out_dir, overwrite=overwrite, tracking_uri=tracking_uri, data_dir=data_dir, track=track,
+                     storage=storage)
+            return summary_text(out_dir)
+        with _tracking_server(out_dir, tracking_uri, track) as uri:
+            _run_workers(profile, out_dir, uri, overwrite, data_dir, track, storage, workers)
+    return summary_text(out_dir)
+
+
+def _run_workers(profile: Profile, out_dir: Path, uri: str | None, overwrite: str, data_dir: str | None,
+                 track: bool, storage: str | None, workers: int) -> None:
+    """Start the workers and wait; on an error or an interruption here, stop them before reporting it (a worker
+    stopped between two records loses nothing: records are atomic, claims and trials of the dead are taken over)."""
+    context = multiprocessing.get_context("spawn")
+    errors = context.SimpleQueue()  # each failed worker's one line: the parent reports it, once
+    started = time.time()  # one start for all workers: what `--overwrite always` re-runs (harness.grid)
+    procs = [context.Process(target=_worker, args=(profile.path, str(out_dir), uri, overwrite, data_dir, track, i,
+                                                   started, storage, errors))
+             for i in range(workers)]
+    try:
         for proc in procs:
             proc.start()
         for proc in procs:
             proc.join()
+    finally:
+        for proc in procs:  # SIGTERM: a worker unwinds as at Ctrl-C (_worker), releasing what it holds
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
     failed = [p.exitcode for p in procs if p.exitcode]
     if failed:
-        raise RegbenchError(f"{len(failed)} of {workers} workers failed (exit codes {failed}); re-run to resume")
-    return summary_text(out_dir)
+        first = errors.get() if not errors.empty() else f"exit codes {failed}"
+        raise RegbenchError(f"{len(failed)} of {workers} workers failed, the first with: {first}")
 
 
 def _worker(profile_path: str, out: str, uri: str | None, overwrite: str, data_dir: str | None, track: bool,
-            index: int, started: float, storage: str | None) -> None:
-    run_grid(load_profile(profile_path), out, overwrite=overwrite, tracking_uri=uri, data_dir=data_dir, track=track,
-             worker_index=index, started=started, storage=storage)
+            index: int, started: float, storage: str | None, errors: Any = None) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run_grid(load_profile(profile_path), out, overwrite=overwrite, tracking_uri=uri, data_dir=data_dir,
+                 track=track, worker_index=index, started=started, storage=storage)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent says it once
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent's SIGTERM may follow: we are on our way out
+        sys.exit(130)
+    except (Exception, Fault) as err:  # one line through the parent, not a traceback per worker
+        if os.environ.get("REGBENCH_DEBUG"):
+            traceback.print_exc()
+        if errors is not None:
+            errors.put(describe(err))
+        sys.exit(2)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted()
+
+
+def _cluster_mode(out_dir: Path, storage: str | None, tracking_uri: str | None, track: bool) -> bool:
+    """Several `bench` processes may share this output directory only in cluster mode (README): the studies in a
+    database (heartbeats tell live workers from dead ones) and the runs on a server or off. Anything else keeps
+    machine-local state that two commands must not share (the SQLite mlflow.db, the worker-indexed samplers)."""
+    server = not track or (tracking_uri or "").startswith(("http://", "https://"))
+    return server and isinstance(resolve(out_dir, storage), str)
+
+
+class BenchLock:
+    """``<out>/bench.lock``: one `bench` per output directory (outside cluster mode). The second one refuses in one
+    line naming the first (pid, host, start time), before it touches a store. The lock is an ``flock`` held for the
+    command's life, so the kernel drops it when the holder dies however it dies: a lock file left behind by a
+    killed run is stale by construction and is simply taken over."""
+
+    def __init__(self, out_dir: Path, cluster: bool = False) -> None:
+        self.path = Path(out_dir) / LOCK_NAME
+        self.cluster = cluster
+        self.handle: Any = None
+        self.created = False
+
+    def __enter__(self) -> BenchLock:
+        if self.cluster:
+            return self
+        self.created = not self.path.parent.exists()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = _holder(handle.read())
+            handle.close()
+            raise RegbenchError(f"{self.path.parent} is in use by another `regbench bench` ({holder}); wait for it "
+                                "to finish, or stop it and re-run to resume (--workers N runs several workers "
+                                "in one command)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}) + "\n")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if self.handle is None:
+            return
+        if exc_type is not None and self.created and os.listdir(self.path.parent) == [LOCK_NAME]:
+            self.path.unlink()  # bad input stopped the grid before it wrote anything: leave no trace
+            self.path.parent.rmdir()
+        self.handle.close()  # releases the flock; the file stays, naming the last holder
+        self.handle = None
+
+
+LOCK_NAME = "bench.lock"
+
+
+def _holder(text: str) -> str:
+    try:
+        found = json.loads(text)
+        return f"pid {found['pid']} on {found['host']}, started {found['started']}"
+    except (ValueError, KeyError, TypeError):
+        return "its details are unreadable"
 
 
 @contextmanager

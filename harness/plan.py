@@ -9,7 +9,10 @@ only makes it cheaper) and evaluates dev every epoch; a final run adds the test 
 probes (fine-tuned and pretrained encoders over the probe set at the task's length and the transfer task's train/test
 sets at theirs). Every final run trains afresh (suite version 2: the tuning seed is never a reported seed), and a run
 evaluates dev ``evals`` times (profile key; default one per epoch), whatever its method's length. Other hardware: pass
-``--speed`` (e.g. 10 for a GPU that is ten times faster) — the plan prints its assumptions.
+``--speed`` (e.g. 10 for a GPU that is ten times faster), or ``--speed auto``: a few training steps of the profile's
+model on this host, timed against this model (harness.calibrate) — hosts differ by up to ~2.5×, so calibrate first.
+The plan prints its assumptions. The constants below are the reference machine's; on the quick grid of 2026-12-05
+the uncalibrated plan was 44% above the measured wall time and ``--speed auto`` 17% below it (README).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from regbench.benchmarks.fewshot import default_dev_size, parse_size
 from regbench.benchmarks.taskspec import get_task
 
 from . import api
+from .errors import DataError
 from .extras import OOD_MAX_EXAMPLES, PROBE_EXAMPLES, TRANSFER_K, TRANSFER_TASKS, TRANSFER_TEST_EXAMPLES
 from .grid import Cell, plan_cells
 from .method import METHODS
@@ -46,6 +50,7 @@ class CellEstimate:
     mean_tokens: float
     trial_seconds: float
     final_seconds: float
+    note: str | None = None  # optional data the final runs will go without (bench records it and goes on)
 
 
 def estimate(profile: Profile, data_dir: str | None = None, speed: float = 1.0) -> list[CellEstimate]:
@@ -78,8 +83,8 @@ def _estimate_cell(profile: Profile, cell: Cell, tokenizer: Any, scale: float, d
     cost = float(method_cls.relative_step_cost)
     evals = profile.evals or profile.epochs
     trial = RUN_OVERHEAD_SECONDS + epochs * train * per_example * TRAIN_FACTOR * cost + evals * dev * per_example
-    final = trial + test_n * per_example + _extras_seconds(profile, task, tokenizer, scale, data_dir, test_n, tokens)
-    return CellEstimate(cell, train, dev, test_n, tokens, trial, final)
+    extra, note = _extras_seconds(profile, task, tokenizer, scale, data_dir, test_n, tokens)
+    return CellEstimate(cell, train, dev, test_n, tokens, trial, trial + test_n * per_example + extra, note)
 
 
 def _mean_tokens(features: list[dict[str, Any]]) -> float:
@@ -91,21 +96,31 @@ def _eval_seconds(tokens: float, scale: float) -> float:
 
 
 def _extras_seconds(profile: Profile, task: Any, tokenizer: Any, scale: float, data_dir: str | None,
-                    test_n: int, tokens: float) -> float:
-    """Forward passes of a final run's OOD scoring and collapse probes (harness/extras.py), at their lengths."""
+                    test_n: int, tokens: float) -> tuple[float, str | None]:
+    """Forward passes of a final run's OOD scoring and collapse probes (harness/extras.py), at their lengths; and a
+    note when the probe transfer task's data is missing, which final runs record and go on without, as here."""
     cap = profile.max_test_examples or math.inf
     seconds = 0.0
     if profile.ood:
         for spec in (task.ood or {}).values():
             _, test, _ = api.prepare_pool(get_task(spec["task"]), _config(profile, spec["task"], data_dir), tokenizer)
             seconds += min(OOD_MAX_EXAMPLES, cap, len(test)) * _eval_seconds(_mean_tokens(test.features), scale)
-    if profile.collapse:  # both encoders (fine-tuned, pretrained) over the probe set and the transfer task's sets
-        other = next(t for t in TRANSFER_TASKS if t != task.name)
+    if not profile.collapse:
+        return seconds, None
+    probe = min(PROBE_EXAMPLES, test_n) * _eval_seconds(tokens, scale)  # both encoders: fine-tuned, pretrained
+    other = next(t for t in TRANSFER_TASKS if t != task.name)
+    try:
         _, test, _ = api.prepare_pool(get_task(other), _config(profile, other, data_dir), tokenizer)
-        transfer = TRANSFER_K * get_task(other).num_labels + min(TRANSFER_TEST_EXAMPLES, cap, len(test))
-        seconds += 2 * (min(PROBE_EXAMPLES, test_n) * _eval_seconds(tokens, scale)
-                        + transfer * _eval_seconds(_mean_tokens(test.features), scale))
-    return seconds
+    except DataError as err:  # harness.extras: the record gets collapse.settings.transfer_error, the run goes on
+        return seconds + 2 * probe, (f"collapse probe transfer to {other} will be skipped (the final runs record "
+                                     f"why): {err}")
+    transfer = TRANSFER_K * get_task(other).num_labels + min(TRANSFER_TEST_EXAMPLES, cap, len(test))
+    return seconds + 2 * (probe + transfer * _eval_seconds(_mean_tokens(test.features), scale)), None
+
+
+def notes(estimates: list[CellEstimate]) -> list[str]:
+    """What the plan's cells will go without, once each (printed under the table)."""
+    return list(dict.fromkeys(e.note for e in estimates if e.note))
 
 
 def _config(profile: Profile, task: str, data_dir: str | None) -> api.RunConfig:
@@ -125,16 +140,18 @@ def plan_table(profile: Profile, estimates: list[CellEstimate]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def render(profile: Profile, table: pd.DataFrame, speed: float = 1.0) -> str:
+def render(profile: Profile, table: pd.DataFrame, speed: float = 1.0, notes: list[str] | None = None) -> str:
     ok = table[table["status"] == "ok"]
     runs = int(ok["trials"].sum() + ok["finals"].sum())
     minutes = float(ok["est_minutes"].sum())
     lines = [
         f"profile {profile.name}: {len(table)} cells ({len(ok)} runnable, {len(table) - len(ok)} n/a), "
         f"{runs} runs ({int(ok['trials'].sum())} trials + {int(ok['finals'].sum())} final runs)",
-        f"estimated cost: {_duration(minutes)} on the reference machine (2 CPU cores, fp32){'' if speed == 1 else f' / speed {speed:g}'}",
+        f"estimated cost: {_duration(minutes)} on the reference machine (2 CPU cores, fp32)"
+        f"{'' if speed == 1 else f' / speed {speed:g}'}",
         "",
         table.drop(columns=["cell_key"]).to_string(index=False, max_colwidth=70),
+        *(f"note: {note}" for note in notes or ()),
     ]
     return "\n".join(lines)
 

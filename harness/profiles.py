@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.resources
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from .errors import ConfigError
+from . import yamlio
+from .errors import ConfigError, RegbenchError
 from .train import TrainConfig
 from .tune import PRUNER_SETTINGS
 
@@ -104,7 +106,7 @@ def list_profiles() -> list[tuple[str, str]]:
     """(name, one-line description) of every profile shipped with regbench."""
     out = []
     for path in sorted(profiles_dir().glob("*.yaml")):
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yamlio.load(path) or {}
         out.append((path.stem, str(data.get("description", ""))))
     return out
 
@@ -120,9 +122,11 @@ def load_profile(name_or_path: str) -> Profile:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"unknown profile {name_or_path!r} (known: {', '.join(known)}){hint}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yamlio.load(path) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"profile {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ConfigError(f"profile {path} is not valid YAML: {yamlio.describe_error(err)}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"profile {path} cannot be read ({err}); give a readable YAML file") from None
     return parse_profile(data, path.stem, str(path))
 
 
@@ -138,6 +142,7 @@ def parse_profile(data: dict[str, Any], name: str, path: str = "<memory>") -> Pr
     for key in ("tasks", "sizes", "noise", "seeds", "methods", "trials"):
         if key not in data:
             raise ConfigError(f"{where} is missing {key!r} ({KEYS[key]})")
+    _check_types(data, where)
     values = dict(data)
     values["methods"] = _methods(values["methods"], where)
     for key in ("tasks", "sizes", "noise", "seeds"):
@@ -149,6 +154,77 @@ def parse_profile(data: dict[str, Any], name: str, path: str = "<memory>") -> Pr
     profile = Profile(name=name, path=path, **values)
     _check(profile, where)
     return profile
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _count(least: int, optional: bool = False) -> Any:
+    return lambda v: (optional and v is None) or (isinstance(v, int) and not isinstance(v, bool) and v >= least)
+
+
+def _names_to(v: Any, inner: Any = lambda x: True) -> bool:
+    """A mapping with string keys (names of methods, parameters, settings) whose values pass ``inner``."""
+    return isinstance(v, dict) and all(isinstance(k, str) and inner(x) for k, x in v.items())
+
+
+def _mapping_of_mappings(v: Any) -> bool:
+    return _names_to(v, _names_to)
+
+
+# What each key's value must be, checked before anything uses it: a wrong type anywhere in a profile is one line
+# naming the key, never a TypeError from deep inside the grid. (Lists and their items are checked by _check.)
+TYPES: dict[str, tuple[Any, str]] = {
+    "description": (lambda v: isinstance(v, str), "a string"),
+    "model": (lambda v: isinstance(v, str) and bool(v), "a checkpoint name or path"),
+    "noise_type": (lambda v: isinstance(v, str), "symmetric or asymmetric"),
+    "trials": (_count(1), "an integer ≥ 1"),
+    "epochs": (_count(1), "an integer ≥ 1"),
+    "batch_size": (_count(1), "an integer ≥ 1"),
+    "max_length": (_count(2), "an integer ≥ 2 (tokens)"),
+    "max_test_examples": (_count(1, optional=True), "an integer ≥ 1 or null"),
+    "dev_size": (_count(1, optional=True), "an integer ≥ 1 or null"),
+    "dropout": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "pooling": (lambda v: v in (None, "mean", "cls", "pooler"), "mean, cls, pooler or null"),
+    "pruner": (lambda v: v is None or isinstance(v, str | dict), "a pruner name or a mapping with type"),
+    "train": (_names_to, "a mapping of training settings"),
+    "method_params": (_mapping_of_mappings, "a mapping {method: {param: value}}"),
+    "search_space": (lambda v: _names_to(v, _mapping_of_mappings),
+                     "a mapping {method: {param: {low, high, log} | {choices: [...]}}}"),
+}
+
+
+def _check_types(data: dict[str, Any], where: str) -> None:
+    for key, (accepts, expected) in TYPES.items():
+        if key in data and not accepts(data[key]):
+            raise ConfigError(f"{where}: {key} must be {expected}, got {data[key]!r}")
+    for key, accepts, expected in (("tasks", lambda v: isinstance(v, str), "task names"),
+                                   ("sizes", lambda v: isinstance(v, str | int) and not isinstance(v, bool),
+                                    "sizes such as k16, n500 or full"),
+                                   ("noise", _number, "numbers in [0, 1)"),
+                                   ("seeds", lambda v: isinstance(v, int) and not isinstance(v, bool), "integers")):
+        bad = [v for v in _as_list(data.get(key)) if not accepts(v)]
+        if bad:
+            raise ConfigError(f"{where}: {key} must list {expected}, got {bad[0]!r}")
+    for name, value in (data.get("train") or {}).items():
+        default = getattr(TrainConfig(), str(name), None)
+        if isinstance(default, int | float | str) and not _same_kind(value, default):
+            raise ConfigError(f"{where}: train.{name} must be {_kind(default)}, got {value!r}")
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """A YAML value fits a setting whose default is ``default``: an int where an int belongs, any number for a
+    float (``1e-3`` reads as one: harness.yamlio), a string for a string."""
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, int) and not isinstance(default, bool):
+        return isinstance(value, int) and not isinstance(value, bool)
+    return _number(value) if isinstance(default, float) else isinstance(value, type(default))
+
+
+def _kind(default: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[type(default)]
 
 
 def _methods(value: Any, where: str) -> tuple[str, ...]:
@@ -192,7 +268,10 @@ def _check(profile: Profile, where: str) -> None:
             raise ConfigError(f"{where}: noise rate {rate!r} must be a number in [0, 1)")
     NoiseSpec(0.0, profile.noise_type).validate()
     for size in profile.sizes:
-        parse_size(size)
+        try:
+            parse_size(size)
+        except RegbenchError as err:  # fewshot says DataError; in a profile it is a configuration value
+            raise ConfigError(f"{where}: sizes: {err}") from None
     for task in profile.tasks:
         get_task(task)
     for key in ("ood", "collapse"):
@@ -220,7 +299,13 @@ def _check(profile: Profile, where: str) -> None:
     for method in profile.methods:
         cls = METHODS.get(method)
         profile.space(cls)
-        cls.from_params(profile.method_params.get(method, {}))
+        params = profile.method_params.get(method, {})
+        defaults = {f.name: f.default for f in dataclasses.fields(cls.config_class)}
+        for name, value in params.items():  # unknown names: from_params says which ones exist
+            default = defaults.get(name)
+            if isinstance(default, int | float | str) and not _same_kind(value, default):
+                raise ConfigError(f"{where}: method_params.{method}.{name} must be {_kind(default)}, got {value!r}")
+        cls.from_params(params)
     for method in set(profile.search_space) | set(profile.method_params):
         if method not in profile.methods:
             raise ConfigError(f"{where}: search_space/method_params name {method!r}, which is not in methods")
@@ -230,13 +315,20 @@ def _distribution(spec: Any, where: str) -> BaseDistribution:
     if not isinstance(spec, dict):
         raise ConfigError(f"{where} must be {{low, high, log}} or {{choices: [...]}}, got {spec!r}")
     if "choices" in spec:
-        if not spec["choices"]:
-            raise ConfigError(f"{where}: choices is empty")
-        return CategoricalDistribution(list(spec["choices"]))
+        choices = spec["choices"]
+        if not isinstance(choices, list) or not choices or not all(
+                c is None or isinstance(c, bool | int | float | str) for c in choices):
+            raise ConfigError(f"{where}: choices must be a non-empty list of numbers or strings, got {choices!r}")
+        return CategoricalDistribution(choices)
     try:
         low, high = spec["low"], spec["high"]
     except KeyError as missing:
         raise ConfigError(f"{where} is missing {missing}") from None
+    if not (_number(low) and _number(high) and math.isfinite(low) and math.isfinite(high)):
+        raise ConfigError(f"{where}: low and high must be finite numbers (1e-5 and 1.0e-5 both work), got "
+                          f"{low!r} and {high!r}")
+    if not isinstance(spec.get("log", False), bool) or not isinstance(spec.get("float", False), bool):
+        raise ConfigError(f"{where}: log and float must be true or false")
     if not low <= high:
         raise ConfigError(f"{where}: low {low} is greater than high {high}")
     if spec.get("log") and low <= 0:

@@ -15,7 +15,9 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -91,6 +93,23 @@ def _version(package: str) -> str | None:
         return None
 
 
+LOCK_FILE = "requirements-lock.txt"  # at the repository root: what nox, tox and CI install (hashes, exact pins)
+
+
+def lock_state() -> dict[str, Any]:
+    """The lock file beside these sources and its sha256 (None for an installed copy that ships without one)."""
+    path = Path(__file__).resolve().parents[1] / LOCK_FILE
+    return {"lock_file": LOCK_FILE, "lock_sha256": file_sha256(path) if path.is_file() else None}
+
+
+def command_line() -> str:
+    """The command that is running, as a shell would take it back (``regbench bench --profile quick``)."""
+    argv = list(sys.argv) or ["python"]
+    if Path(argv[0]).name in ("regbench", "__main__.py"):
+        argv[0] = "regbench"
+    return shlex.join(argv)
+
+
 def collect_provenance(*, model_name: str, model_checksum: str | None, data_files: Sequence[str | Path], device: str,
                        extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``meta_info``: everything needed to tell whether two records are comparable (same code, stack, data)."""
@@ -107,6 +126,8 @@ def collect_provenance(*, model_name: str, model_checksum: str | None, data_file
         "model": {"name": model_name, "checksum": model_checksum},
         "data_files": {str(path): file_sha256(path) for path in data_files},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command_line(),  # what made it; `regbench reproduce <record>` re-runs it from the record alone
+        "environment": lock_state(),
         **dict(extra or {}),
     }
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -31,12 +34,21 @@ from mlflow.utils.validation import (
     MAX_TAG_VAL_LENGTH,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigError, ServiceError, first_line
+from .storage import describe as masked
 
 _logger = logging.getLogger(__name__)
 # Per-store chatter ("Creating initial MLflow database tables...", alembic's migration steps) at INFO; their
 # warnings and errors still show.
-for _noisy in ("alembic", "mlflow.store.db.utils"):
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+# MLflow logs every SQLAlchemy OperationalError with its traceback and then raises it again as an MlflowException,
+# which the CLI reports in one line (a full disk, a locked store): the logged copy would be a second, raw report.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+CONNECT_SECONDS = 5.0  # how long check_tracking_uri waits for a tracking server or database to answer
+SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks")  # what MLflow 3 stores accept
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 
 
 def default_tracking_uri(out_dir: str | Path) -> str:
@@ -44,6 +56,54 @@ def default_tracking_uri(out_dir: str | Path) -> str:
     directory = Path(out_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{directory / 'mlflow.db'}"
+
+
+def check_tracking_uri(uri: str, timeout: float | None = None) -> None:
+    """Fail in one line, within ``timeout`` seconds (default CONNECT_SECONDS) and before any training, when nothing
+    can take the runs: an unknown scheme, a server or database that does not answer, a SQLite file in a missing
+    folder."""
+    timeout = CONNECT_SECONDS if timeout is None else timeout
+    scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    way_out = "start it, or use --tracking-uri sqlite:///<dir>/mlflow.db (a local store) or --no-track"
+    if scheme not in SCHEMES:
+        raise ConfigError(f"--tracking-uri {masked(uri)}: unknown scheme {scheme or '(none)'!r}; expected "
+                          "http(s)://host:port (an MLflow server), sqlite:///<dir>/mlflow.db (a local store), a "
+                          "database URL, or --no-track")
+    if scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+                return
+        except urllib.error.HTTPError as err:
+            if err.code in (401, 403):  # an authenticating proxy answers: MLflow's client brings the credentials
+                return
+            raise ServiceError(f"the tracking server {masked(uri)} answers GET /health with HTTP {err.code}: it is "
+                               f"not an MLflow server; {way_out}") from None
+        except (OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            raise ServiceError(f"the MLflow tracking server {masked(uri)} does not answer within {timeout:g} s "
+                               f"({first_line(reason)}); {way_out}") from None
+    elif scheme != "databricks":  # Databricks resolves its host from a profile: MLflow checks that itself
+        _check_database(uri, scheme, timeout, way_out)
+
+
+def _check_database(uri: str, scheme: str, timeout: float, way_out: str) -> None:
+    """A SQLite file must be creatable where it is named; a database server must take a connection."""
+    try:
+        url = make_url(uri)
+        port = url.port
+    except (ArgumentError, ValueError) as err:
+        raise ConfigError(f"--tracking-uri {masked(uri)} is not a valid URL ({first_line(err)}); expected e.g. "
+                          "sqlite:///<dir>/mlflow.db or postgresql://user@host:5432/db") from None
+    database = url.database
+    if scheme == "sqlite" and database and database != ":memory:" and not Path(database).resolve().parent.is_dir():
+        raise ConfigError(f"--tracking-uri {uri}: folder {Path(database).parent} does not exist; create it or "
+                          "name a SQLite file in an existing folder")
+    if scheme in DEFAULT_PORTS:
+        try:
+            socket.create_connection((url.host or "localhost", port or DEFAULT_PORTS[scheme]), timeout).close()
+        except OSError as err:
+            raise ServiceError(f"the MLflow tracking database {masked(uri)} does not answer within {timeout:g} s "
+                               f"({first_line(err)}); {way_out}") from None
 
 
 def connect(tracking_uri: str) -> MlflowClient:
@@ -132,7 +192,8 @@ class RunTracker:
             if not failed:
                 failed = True
                 raise
-            _logger.warning("could not send the last metrics of MLflow run %s", self.run_id, exc_info=True)
+            # another error is on its way to the user already; this one is its echo (a full disk, a dead server)
+            _logger.debug("could not send the last metrics of MLflow run %s", self.run_id, exc_info=True)
         finally:
             self._terminate(RunStatus.FAILED if failed else RunStatus.FINISHED, quiet=exc_type is not None)
         return False
@@ -144,7 +205,8 @@ class RunTracker:
         except Exception:
             if not quiet:
                 raise
-            _logger.warning("could not mark MLflow run %s as ended", self.run_id, exc_info=True)
+            # a resumed grid reattaches the run by its key and ends it then
+            _logger.debug("could not mark MLflow run %s as ended", self.run_id, exc_info=True)
 
     def _client(self) -> MlflowClient:
         if self.client is None or self.run_id is None:

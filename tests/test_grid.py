@@ -171,8 +171,8 @@ def test_test_split_is_never_read_during_tuning_or_epoch_selection(tmp_path, dat
     assert not [e for e in events if e == "test-read:trial"]
     runs = " ".join(events).split("start:")[1:]
     finals = [r for r in runs if r.startswith("final")]
-    # seed 1 (the tuning seed) reuses the best trial's model: only its test scoring; seed 2 trains: 2 dev, 1 test
-    assert len(finals) == 2 and sorted(r.count("eval:final") for r in finals) == [1, 3]
+    # every final run trains afresh (the tuning seed, 0, is never a reported seed): 2 dev evaluations, then the test
+    assert len(finals) == 2 and sorted(r.count("eval:final") for r in finals) == [3, 3]
     for r in finals:  # the test split is first read after epoch selection: only its own scoring follows
         assert r[r.index("test-read"):].count("eval:final") == 1
 

@@ -8,6 +8,16 @@ hyperparameters, fANOVA), tables (format-neutral tables), render (Markdown, LaTe
 static page), build (the pipeline and the MLflow mirror).
 """
 
-from .build import build_leaderboard
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    """``build_leaderboard`` on first use: the CLI imports this package for its sub-command's parser, and pandas,
+    scipy and matplotlib should not load for ``regbench --help``."""
+    if name == "build_leaderboard":
+        from .build import build_leaderboard
+
+        return build_leaderboard
+    raise AttributeError(name)
 
 __all__ = ["build_leaderboard"]
