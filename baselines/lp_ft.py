@@ -97,6 +97,10 @@ class LPFT(Method):
             self.head_optimizer, _warmup(self.config.stage_warmup_ratio, self.probe_steps), self.probe_steps)
         return super().param_groups(model, lr, weight_decay)  # every parameter: stage 2 trains them all
 
+    def phase_note(self, base_epochs: int) -> str:
+        return (f"linear probe (head only, head_lr {self.config.head_lr:g}) for the first "
+                f"{self.config.lp_fraction:.0%} of the same number of steps, then full fine-tuning")
+
     def on_epoch_start(self, model: TaskModel, epoch: int) -> None:
         if self.step < self.probe_steps and not self.frozen:
             self.frozen = [p for p in model.encoder.parameters() if p.requires_grad]

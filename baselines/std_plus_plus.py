@@ -32,3 +32,7 @@ class StdPlusPlus(Method):
 
     def num_epochs(self, base_epochs: int) -> int:
         return base_epochs * self.config.epoch_multiplier
+
+    def phase_note(self, base_epochs: int) -> str:
+        return (f"trains {self.config.epoch_multiplier}x the epochs ({self.num_epochs(base_epochs)}); dev is evaluated "
+                "as often as for every method, evenly over the longer run")

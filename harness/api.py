@@ -115,6 +115,7 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
         wall = time.perf_counter() - start
         record = build_record(config, task, method.name, run_config, run_key, cell_key, seeds, data_info, result,
                               wall, pretrained.checksum, getattr(t, "run_id", None), phase)
+        record["train_info"]["phases"] = method.phase_note(config.train.epochs)  # beyond STD's schedule, or ""
         start = time.perf_counter()
         post = extras.post_train_metrics(model, task, pretrained, config, data, result.best_epoch is not None)
         record["train_info"]["extras_seconds"] = time.perf_counter() - start  # OOD + collapse, after training

@@ -146,7 +146,7 @@ def _cmd_check_method(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .plan import estimate, notes, plan_table, render
+    from .plan import estimate, notes, phase_notes, plan_table, render
     from .profiles import load_profile
 
     profile = load_profile(args.profile)
@@ -158,7 +158,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         args.speed = round(measure_speed(profile.model, profile.batch_size), 2)
     estimates = estimate(profile, args.data_dir, args.speed)
     table = plan_table(profile, estimates)
-    print(render(profile, table, args.speed, notes(estimates)))
+    print(render(profile, table, args.speed, notes(estimates) + phase_notes(profile)))
     if args.csv:
         table.to_csv(args.csv, index=False)
     return 0

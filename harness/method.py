@@ -104,6 +104,11 @@ class Method:
     def num_epochs(self, base_epochs: int) -> int:
         return base_epochs
 
+    def phase_note(self, base_epochs: int) -> str:
+        """What this method's run does beyond STD's schedule (an extra or longer phase), in words, for ``plan``,
+        the record (``train_info.phases``) and the leaderboard; "" when it trains exactly as STD does."""
+        return ""
+
     def pre_phase_epochs(self) -> int:
         """Leading epochs that precede the main phase (MVCR's AE-only warm-up). The loop evaluates dev at the same
         points of every method's main phase (TrainConfig.evals), so an extra phase buys no extra looks at dev."""

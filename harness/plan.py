@@ -140,6 +140,17 @@ def plan_table(profile: Profile, estimates: list[CellEstimate]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def phase_notes(profile: Profile) -> list[str]:
+    """The profile's exceptions to STD's schedule, one line per method that has one (they cost what `est_minutes`
+    shows; dev evaluations are the same for every method)."""
+    out = []
+    for name in profile.methods:
+        note = METHODS.get(name).from_params(profile.method_params.get(name, {})).phase_note(profile.epochs)
+        if note:
+            out.append(f"{name}: {note}")
+    return out
+
+
 def render(profile: Profile, table: pd.DataFrame, speed: float = 1.0, notes: list[str] | None = None) -> str:
     ok = table[table["status"] == "ok"]
     runs = int(ok["trials"].sum() + ok["finals"].sum())

@@ -181,6 +181,11 @@ class MVCR(Method):
     def pre_phase_epochs(self) -> int:
         return self.warmup
 
+    def phase_note(self, base_epochs: int) -> str:
+        added = warmup_epochs(base_epochs, self.config.warmup_fraction_sequence, self.config.min_warmup_epochs)
+        return (f"{added} AE-only warm-up epoch(s) before the {base_epochs} main epochs (not evaluated); the main LR "
+                "schedule restarts with its own warm-up in phase 2")
+
     def on_epoch_start(self, model: TaskModel, epoch: int) -> None:
         self._in_warmup = epoch < self.warmup
         for param, flag in self._flags:  # phase 1 freezes the PLM and head; phase 2 restores their setting

@@ -20,7 +20,8 @@ RUN_INFO = {"run_id", "cell_key", "task", "method", "seed", "seeds", "status", "
             "profile", "phase", "size", "noise", "params"}
 TRAIN_INFO = {"dev_curve", "best_epoch", "majority_dev", "majority_test", "epoch_losses", "epoch_seconds",
               "eval_seconds", "wall_seconds", "steps", "examples_seen", "samples_per_second", "tokens_per_second",
-              "peak_memory_mb", "data", "stopped_at_epoch", "eval_steps", "steps_per_epoch", "extras_seconds"}
+              "peak_memory_mb", "data", "stopped_at_epoch", "eval_steps", "steps_per_epoch", "extras_seconds",
+              "phases"}
 META_INFO = {"schema_version", "regbench_version", "git", "packages", "python", "platform", "device", "torch_threads",
              "determinism", "model", "data_files", "created_at", "command", "environment"}
 

@@ -179,3 +179,21 @@ def test_grid_final_records_of_a_diverging_method_are_written(tmp_path, data_dir
         METHODS.unregister(NaNFromTheStart.name)
     statuses = {r["run_info"]["method"]: r["run_info"]["status"] for r in records_of(tmp_path / "out")}
     assert statuses[NaNFromTheStart.name] == "diverged"  # recorded, so the leaderboard counts it as a failure
+
+
+# ---- exceptions to the equal protocol are stated --------------------------------------------------------------------
+def test_extra_phases_are_stated_in_plan_record_and_leaderboard(tiny_config, tmp_path):
+    from regbench.harness.leaderboard.loading import _phases
+    from regbench.harness.plan import phase_notes
+    from regbench.harness.profiles import parse_profile
+
+    profile = parse_profile({"model": "tiny-random-bert", "tasks": ["sst2"], "sizes": ["n16"], "noise": [0.0],
+                             "seeds": [1], "methods": ["std", "std++", "lp-ft", "mvcr"], "trials": 1, "epochs": 3},
+                            "phases")
+    notes = "\n".join(phase_notes(profile))
+    assert "std++: trains 2x the epochs (6)" in notes and "mvcr: 1 AE-only warm-up epoch" in notes
+    assert "lp-ft: linear probe" in notes and "std:" not in notes
+    record = api.run(tiny_config(method="mvcr", epochs=3, write_record=False))
+    assert record["train_info"]["phases"].startswith("1 AE-only warm-up epoch(s) before the 3 main epochs")
+    del record["train_info"]["phases"]  # an older record: the leaderboard asks the method instead
+    assert _phases(record).startswith("1 AE-only warm-up epoch(s)")

@@ -41,6 +41,9 @@ def provenance(loaded: Loaded, cells: pd.DataFrame, command: str) -> list[str]:
         f"No test score: {int(runs['at_majority'].sum())} runs scored at the majority-class level "
         f"(train_info.majority_test) and counted as failures; {int(runs['unscored'].sum())} without "
         "majority_test left unscored (their cells are incomplete)",
+        "Extra phases (every method gets the same dev evaluations of its main phase): "
+        + ("; ".join(f"{m}: {p}" for m, p in sorted(set(zip(runs["method"], runs["phases"], strict=True))) if p)
+           or "none"),
         f"Profile: {_counted(runs['profile'].fillna('none'))}",
         f"Code (git SHA, records): {_counted(shas)}",
         f"Packages (records): {_counted(runs['packages'].map(_packages))}",

@@ -109,6 +109,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         **_test_score(record),
         "dev_primary": _number((metrics.get("dev") or {}).get("primary")),
         "wall_seconds": _number(record["train_info"].get("wall_seconds")),
+        "phases": _phases(record),
         "params": json.dumps(info.get("params") or {}, sort_keys=True),
         "git_sha": (meta.get("git") or {}).get("sha"), "git_dirty": (meta.get("git") or {}).get("dirty"),
         "model": (meta.get("model") or {}).get("name"), "model_checksum": (meta.get("model") or {}).get("checksum"),
@@ -220,3 +221,18 @@ def load_cells(cells_dir: str | Path | None, skipped: list[str]) -> pd.DataFrame
     columns = [*CELL, "budget", "trials", "best_params", "best_value", "cpu_seconds", "gpu_seconds", "steps",
                "wall_seconds"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _phases(record: dict[str, Any]) -> str:
+    """What the run did beyond STD's schedule (``train_info.phases``; older records: the method's own account of
+    its configuration), so the leaderboard states every exception to the equal protocol."""
+    if "phases" in record["train_info"]:
+        return str(record["train_info"]["phases"] or "")
+    from regbench.harness.method import get_method
+
+    config = record["run_info"].get("config") or {}
+    try:
+        method = get_method(config["method"]["name"], config["method"]["params"])
+        return method.phase_note(int(config["train"]["epochs"]))
+    except Exception:  # noqa: BLE001 — a method not registered here: its phases are unknown, not an error
+        return ""
