@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import integrate, optimize, stats
 
 ALPHA = 0.05
 POWER = 0.80
@@ -144,7 +144,18 @@ def t_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
     """Power of the two-sided one-sample (paired) t-test with n pairs for a true mean difference ``effect``."""
     df, nc = n - 1, effect / sd * math.sqrt(n)
     crit = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    power = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    return power if math.isfinite(power) else _t_power_by_integration(nc, df, crit)
+
+
+def _t_power_by_integration(nc: float, df: int, crit: float) -> float:
+    """The same power from its definition, T = (Z + nc) / sqrt(V/df) with V ~ χ²(df): scipy's noncentral t returns
+    NaN for some (df, nc), e.g. 2 seeds (df = 1) and a large effect, which stopped the smoke leaderboard."""
+    def integrand(v: float) -> float:
+        scale = crit * math.sqrt(v / df)
+        return (stats.norm.cdf(nc - scale) + stats.norm.cdf(-nc - scale)) * stats.chi2.pdf(v, df)
+
+    return float(integrate.quad(integrand, 0.0, math.inf, limit=200)[0])
 
 
 def mde(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
