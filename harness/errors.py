@@ -23,7 +23,13 @@ RESUME = "everything written so far is kept; re-run the same command to resume"
 
 
 class RegbenchError(Exception):
-    """Bad input or environment, explained in one line for the user."""
+    """Bad input or environment, explained in one line for the user.
+
+    One line whatever the input: a value quoted into the message may carry line breaks (a YAML key "\\n" found by
+    the property tests), so they are shown escaped."""
+
+    def __str__(self) -> str:
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
 
 
 class ConfigError(RegbenchError):
