@@ -133,6 +133,54 @@ def lock(session: nox.Session) -> None:
                 *session.posargs, external=True)
 
 
+MUTATION_TESTS = ["tests/test_mechanisms.py", "tests/test_mechanisms_mvcr.py", "tests/test_mechanisms_weights.py",
+                  "tests/test_mechanisms_sparse.py", "tests/test_mechanisms_repina.py", "tests/test_baselines_core.py",
+                  "tests/test_baselines_extended.py", "tests/test_mvcr.py", "tests/test_repina.py",
+                  "tests/conformance/test_conformance.py"]
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """Mutation testing of method modules with cosmic-ray (slow: not in CI). cosmic-ray edits the module in place, so
+    it runs on a throwaway clone under .nox/mutation-work/, whose sources the shared environment imports through
+    PYTHONPATH; the tests are the method's own (pytest -k KEYWORD, golden files excluded: they only pin numbers).
+
+        nox -s mutation -- baselines/noisytune.py regularizers/mvcr.py=mvcr baselines/lp_ft.py=lp-ft
+
+    ``path=keyword`` picks the tests (default: the module's file name). Reports: .nox/mutation-work/<module>.txt."""
+    session.install("cosmic-ray==8.7.0")
+    bin_dir = shared_env(session)
+    work = ROOT / ".nox" / "mutation-work"
+    clone, src = work / "clone", work / "src" / "regbench"
+    if not clone.exists():
+        session.run("git", "clone", "--quiet", str(ROOT), str(clone), external=True)
+    session.run("git", "-C", str(clone), "checkout", "--quiet", "--force", "HEAD", external=True)  # no mutant left
+    src.mkdir(parents=True, exist_ok=True)
+    for folder in ("harness", "benchmarks", "regularizers", "baselines"):
+        if not (src / folder).exists():
+            (src / folder).symlink_to(clone / folder)
+    data = os.environ.get("REGBENCH_DATA_DIR") or str(ROOT.parent / "shared" / "data")  # the clone has no ../shared
+    for spec in session.posargs or ["baselines/noisytune.py"]:
+        module, _, keyword = spec.partition("=")
+        keyword = keyword or Path(module).stem
+        name = Path(module).stem
+        test = (f"env PYTHONPATH={src.parent} REGBENCH_DATA_DIR={data} {bin_dir / 'python'} -m pytest -x -q "
+                "-p no:cacheprovider "
+                f"{' '.join(MUTATION_TESTS)} -k '{keyword} and not golden'")
+        config = work / f"{name}.toml"
+        config.write_text(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = 300.0\nexcluded-modules = []\n'
+                          f'test-command = "{test}"\n\n[cosmic-ray.distributor]\nname = "local"\n')
+        db = work / f"{name}.sqlite"
+        db.unlink(missing_ok=True)
+        with session.chdir(clone):
+            session.run("cosmic-ray", "init", str(config), str(db))
+            session.run("cosmic-ray", "baseline", str(config))  # the unmutated module must pass its tests
+            session.run("cosmic-ray", "exec", str(config), str(db))
+            report = session.run("cr-report", "--show-pending", str(db), silent=True)
+        (work / f"{name}.txt").write_text(report or "")
+        session.log(f"{module}: " + (report or "").strip().splitlines()[-1] if report else f"{module}: no report")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff over the code folders and tests."""
