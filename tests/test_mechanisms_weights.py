@@ -21,6 +21,7 @@ from mechanism_helpers import (
     with_config,
 )
 
+from regbench.harness.errors import ConfigError
 from regbench.harness.method import get_method
 
 LAYERS = 2  # the tiny random BERT
@@ -168,3 +169,37 @@ def test_noisytune_noise_is_uniform_scaled_by_each_tensors_std_times_lambda(nois
         scaled.append(unit.flatten())
     pooled = torch.cat(scaled)
     assert float(pooled.std()) == pytest.approx(12**-0.5, rel=0.02) and abs(float(pooled.mean())) < 0.01
+
+
+def test_noisytune_matrices_only_leaves_vectors_alone_and_head_joins_on_request():
+    """The tensor filter (a cosmic-ray run on noisytune.py found it untested): ``matrices_only`` perturbs only ≥ 2-dim
+    tensors, leaving biases and LayerNorm vectors out; by default every tensor with > 1 entry is perturbed (the tiny
+    model's vectors are constant, so their noise, scaled by std = 0, is invisible: the selection is checked);
+    ``include_head`` adds the head."""
+
+    def selected(params: dict) -> dict[str, int]:
+        method, model = prepared("noisytune", {"noise_lambda": 0.3, **params})
+        names = {id(p): n for n, p in model.named_parameters()}
+        return {names[id(p)]: p.dim() for p in method.perturbed(model)}
+
+    matrices, everything, with_head = selected({"matrices_only": True}), selected({}), selected({"include_head": True})
+    _, model = prepared("noisytune", {"noise_lambda": 0.3})
+    encoder = {f"encoder.{n}": p.dim() for n, p in model.encoder.named_parameters() if p.numel() > 1}
+    assert everything == encoder  # every encoder tensor with > 1 entry, vectors included, no head
+    assert matrices == {n: d for n, d in encoder.items() if d >= 2} and len(matrices) < len(everything)
+    assert set(with_head) - set(everything) and all(n.startswith("head.") for n in set(with_head) - set(everything))
+
+
+def test_noisytune_rejects_a_negative_lambda_and_zero_changes_nothing():
+    with pytest.raises(ConfigError, match="noise_lambda must be ≥ 0"):
+        get_method("noisytune", {"noise_lambda": -0.1})
+    pretrained = dict(tiny_model().named_parameters())
+    _, model = prepared("noisytune", {"noise_lambda": 0.0})
+    assert all(torch.equal(p, pretrained[n]) for n, p in model.named_parameters())
+
+
+def test_noisytune_searches_the_lambda_range_of_methods_md_around_its_default():
+    """METHODS.md: λ ∈ [0.05, 0.3]; the default (used when λ is fixed) lies inside it."""
+    space = get_method("noisytune").search_space()
+    assert (space["noise_lambda"].low, space["noise_lambda"].high) == (0.05, 0.3) and not space["noise_lambda"].log
+    assert get_method("noisytune").config.noise_lambda == 0.15
