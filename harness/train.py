@@ -15,7 +15,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import torch
@@ -23,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from . import batching
+from .devices import autocast_factory, resolve_device  # noqa: F401 — re-exported (train.resolve_device)
 from .errors import ConfigError
 from .evaluation import EvalResult, evaluate_model, is_failed, majority_baseline
 from .method import Method, TrainContext
@@ -77,22 +77,6 @@ class TrainResult:
     peak_memory_mb: float | None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu or auto")
-    return torch.device(name)
-
-
-def autocast_factory(device: torch.device, precision: str) -> Callable[[], contextlib.AbstractContextManager]:
-    use_bf16 = precision == "bf16" or (
-        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
-    if not use_bf16:
-        return contextlib.nullcontext
-    return partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
 
 
 def eval_points(total_steps: int, pre_steps: int, evals: int) -> list[int]:
