@@ -125,25 +125,47 @@ def representation_metrics(x: np.ndarray, prefix: str = "", top_k: Sequence[int]
     return metrics
 
 
-def collapse_metrics(model: TaskModel, pretrained_model: TaskModel, probe_batches: Sequence[dict[str, torch.Tensor]],
-                     transfer: TransferSet | None = None, top_k: Sequence[int] = DEFAULT_TOP_K) -> dict[str, float]:
-    """All collapse metrics of a fine-tuned model against its pretrained starting point.
+@dataclass(frozen=True)
+class PretrainedReference:
+    """What the pretrained encoder contributes to a task's collapse metrics: its probe-set representations and its
+    probe-transfer accuracy. It depends only on the checkpoint, the task and the probe settings — never on the run —
+    so a process computes it once per task and every run pays only for its fine-tuned encoder."""
+
+    representations: np.ndarray
+    transfer_accuracy: float | None
+
+
+def pretrained_reference(pretrained_model: TaskModel, probe_batches: Sequence[dict[str, torch.Tensor]],
+                         transfer: TransferSet | None = None) -> PretrainedReference:
+    start = sentence_representations(pretrained_model, probe_batches)
+    return PretrainedReference(start, _transfer_accuracy(pretrained_model, transfer) if transfer else None)
+
+
+def _transfer_accuracy(encoder: TaskModel, transfer: TransferSet) -> float:
+    train_x = sentence_representations(encoder, transfer.train_batches)
+    test_x = sentence_representations(encoder, transfer.test_batches)
+    return probe_accuracy(train_x, transfer.train_labels, test_x, transfer.test_labels)
+
+
+def collapse_metrics(model: TaskModel, reference: PretrainedReference | TaskModel,
+                     probe_batches: Sequence[dict[str, torch.Tensor]], transfer: TransferSet | None = None,
+                     top_k: Sequence[int] = DEFAULT_TOP_K) -> dict[str, float]:
+    """All collapse metrics of a fine-tuned model against its pretrained starting point (the pretrained model, or its
+    :class:`PretrainedReference` computed once for the same probe batches and transfer set).
 
     Keys: ``cka``, ``probe_rows`` (representations compared); ``effective_rank`` and ``explained_variance_top{k}``
     of both encoders (``pretrained_…`` for the starting point, so a collapse is read as the difference); with
     ``transfer``: ``probe_transfer_finetuned``,
     ``probe_transfer_pretrained`` and ``probe_transfer_delta``."""
+    if not isinstance(reference, PretrainedReference):
+        reference = pretrained_reference(reference, probe_batches, transfer)
     tuned = sentence_representations(model, probe_batches)
-    start = sentence_representations(pretrained_model, probe_batches)
+    start = reference.representations
     metrics = {"cka": linear_cka(start, tuned), "probe_rows": float(len(tuned))}
     metrics.update(representation_metrics(tuned, "", top_k))
     metrics.update(representation_metrics(start, "pretrained_", top_k))
     if transfer is not None:
-        scores = {}
-        for name, encoder in (("finetuned", model), ("pretrained", pretrained_model)):
-            train_x = sentence_representations(encoder, transfer.train_batches)
-            test_x = sentence_representations(encoder, transfer.test_batches)
-            scores[name] = probe_accuracy(train_x, transfer.train_labels, test_x, transfer.test_labels)
+        scores = {"finetuned": _transfer_accuracy(model, transfer), "pretrained": reference.transfer_accuracy}
         metrics.update({f"probe_transfer_{k}": v for k, v in scores.items()})
         metrics["probe_transfer_delta"] = scores["finetuned"] - scores["pretrained"]
     return metrics

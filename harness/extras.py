@@ -14,10 +14,15 @@ Choices (ours, recorded under ``record["collapse"]["settings"]``):
   few-shot training split drawn with seed 0 from its training pool, scored on its test split (capped like OOD).
 - Caps: OOD sets at most ``OOD_MAX_EXAMPLES`` and at most the run's test cap (``max_test_examples``), so the CPU
   profiles that cap their test sets cap these too.
+- Cache: the probe batches, the transfer set and the pretrained encoder's side of the metrics (its probe
+  representations and transfer accuracy) depend on the checkpoint, the task and these settings, never on the run,
+  so each process computes them once per task (``_task_probe``) and a run only encodes with its fine-tuned model.
+  The numbers are the same as without the cache (a test compares them).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from regbench.benchmarks.data import encode_split
@@ -25,7 +30,7 @@ from regbench.benchmarks.fewshot import plan_per_class, stratified_subsample
 from regbench.benchmarks.taskspec import TaskSpec, get_task
 
 from . import batching
-from .collapse import TransferSet, collapse_metrics
+from .collapse import PretrainedReference, TransferSet, collapse_metrics, pretrained_reference
 from .errors import DataError
 from .model import Pretrained, TaskModel
 from .ood import evaluate_ood
@@ -64,21 +69,46 @@ def _batches(features: list[dict[str, Any]], config: Any, pad_id: int, device: A
     return list(batching.iterate(features, order, pad_id, device))
 
 
+@dataclass(frozen=True)
+class _TaskProbe:
+    probe_batches: list[dict[str, Any]]
+    transfer: TransferSet | None
+    transfer_error: str | None
+    reference: PretrainedReference
+
+
+_TASK_PROBES: dict[tuple[Any, ...], _TaskProbe] = {}
+
+
+def _task_probe(task: TaskSpec, pretrained: Pretrained, pooling: str, config: Any, device: Any) -> _TaskProbe:
+    """The run-independent half of a task's collapse metrics, computed once per process (see the module docstring)."""
+    key = (pretrained.name, pretrained.checksum, task.name, task.version, pooling, str(device), config.max_length,
+           config.max_test_examples, config.train.eval_batch_size, str(config.data_dir))
+    if key not in _TASK_PROBES:
+        tokenizer, pad_id = pretrained.tokenizer, pretrained.tokenizer.pad_token_id
+        test = encode_split(task, "test", tokenizer, config.max_length, config.data_dir)
+        probe = test.subset(stratified_subsample(task, test.labels(), _cap(PROBE_EXAMPLES, config), seed=0))
+        try:
+            transfer, transfer_error = _transfer_set(task, config, tokenizer, pad_id, device), None
+        except DataError as err:  # the other task's data is absent: keep the rest, say why the probe is missing
+            transfer, transfer_error = None, str(err)
+        probe_batches = _batches(probe.features, config, pad_id, device)
+        start = TaskModel(pretrained, task.type, task.num_labels, pooling, dropout=0.0).to(device)
+        _TASK_PROBES[key] = _TaskProbe(probe_batches, transfer, transfer_error,
+                                       pretrained_reference(start, probe_batches, transfer))
+    return _TASK_PROBES[key]
+
+
 def _collapse(model: TaskModel, task: TaskSpec, pretrained: Pretrained, config: Any, device: Any) -> dict[str, Any]:
-    tokenizer, pad_id = pretrained.tokenizer, pretrained.tokenizer.pad_token_id
-    test = encode_split(task, "test", tokenizer, config.max_length, config.data_dir)
-    probe = test.subset(stratified_subsample(task, test.labels(), _cap(PROBE_EXAMPLES, config), seed=0))
-    start = TaskModel(pretrained, task.type, task.num_labels, model.pooling, dropout=0.0).to(device)
-    try:
-        transfer, transfer_error = _transfer_set(task, config, tokenizer, pad_id, device), None
-    except DataError as err:  # the other task's data is absent: keep the rest, say why the probe is missing
-        transfer, transfer_error = None, str(err)
-    metrics = collapse_metrics(model, start, _batches(probe.features, config, pad_id, device), transfer)
-    settings = {"probe_set": f"{task.name} test split, fixed subsample (seed 0)", "probe_examples": len(probe),
+    cached = _task_probe(task, pretrained, model.pooling, config, device)
+    transfer = cached.transfer
+    metrics = collapse_metrics(model, cached.reference, cached.probe_batches, transfer)
+    rows = sum(len(batch["input_ids"]) for batch in cached.probe_batches)
+    settings = {"probe_set": f"{task.name} test split, fixed subsample (seed 0)", "probe_examples": rows,
                 "pooling": model.pooling, "transfer_task": transfer.task if transfer else None,
                 "transfer_train": f"k{TRANSFER_K} per class from the training pool (seed 0)" if transfer else None,
                 "transfer_test_examples": len(transfer.test_labels) if transfer else 0,
-                "transfer_error": transfer_error}
+                "transfer_error": cached.transfer_error}
     return {"metrics": metrics, "settings": settings}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -9,13 +11,14 @@ from scipy.stats import ortho_group
 
 from regbench.benchmarks.data import encode_split
 from regbench.benchmarks.taskspec import get_task
-from regbench.harness import batching
+from regbench.harness import batching, extras
 from regbench.harness.collapse import (
     TransferSet,
     collapse_metrics,
     effective_rank,
     explained_variance,
     linear_cka,
+    pretrained_reference,
     probe_accuracy,
 )
 from regbench.harness.model import TaskModel, load_pretrained
@@ -117,3 +120,37 @@ def test_multiple_choice_inputs_give_one_representation_per_choice(data_dir):
     model = TaskModel(pretrained, "multiple_choice", 2)
     metrics = collapse_metrics(model, TaskModel(pretrained, "multiple_choice", 2), _batches("copa", "test", 10))
     assert metrics["probe_rows"] == 20 and metrics["cka"] == pytest.approx(1.0)
+
+
+def test_a_cached_pretrained_reference_gives_the_same_metrics_as_the_pretrained_model(data_dir):
+    pretrained = load_pretrained("tiny-random-bert")
+    start, moved = TaskModel(pretrained, "classification", 2), TaskModel(pretrained, "classification", 2)
+    with torch.no_grad():
+        for param in moved.encoder.encoder.parameters():
+            param.add_(0.1 * torch.randn(param.shape, generator=torch.Generator().manual_seed(1)))
+    probe = _batches("sst2", "test", 32)
+    train, test = _batches("trec", "train", 32), _batches("trec", "test", 24)
+    transfer = TransferSet("trec", train, [int(y) for b in train for y in b["labels"]], test,
+                           [int(y) for b in test for y in b["labels"]])
+    reference = pretrained_reference(start, probe, transfer)
+    assert collapse_metrics(moved, reference, probe, transfer) == collapse_metrics(moved, start, probe, transfer)
+
+
+def test_post_train_collapse_computes_the_pretrained_side_once_per_task_and_process(data_dir, monkeypatch):
+    pretrained = load_pretrained("tiny-random-bert")
+    config = SimpleNamespace(evaluate_test=True, ood=False, collapse=True, max_length=32, max_test_examples=40,
+                             data_dir=data_dir, train=SimpleNamespace(eval_batch_size=16, precision="fp32"))
+    task = get_task("sst2")
+    calls = []
+    real = extras.pretrained_reference
+    monkeypatch.setattr(extras, "pretrained_reference", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(extras, "_TASK_PROBES", {})
+    model = TaskModel(pretrained, task.type, task.num_labels)
+    first = extras.post_train_metrics(model, task, pretrained, config, {"train": [], "dev": []})
+    second = extras.post_train_metrics(model, task, pretrained, config, {"train": [], "dev": []})
+    assert len(calls) == 1 and first == second
+    assert first["collapse"]["metrics"]["cka"] == pytest.approx(1.0)  # an untouched model: same representations
+    assert first["collapse"]["settings"]["probe_examples"] == 40 and first["collapse"]["settings"]["transfer_task"]
+    monkeypatch.setattr(extras, "_TASK_PROBES", {})  # a fresh process: the same numbers, computed again
+    assert extras.post_train_metrics(model, task, pretrained, config, {"train": [], "dev": []}) == first
+    assert len(calls) == 2
