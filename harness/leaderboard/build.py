@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import aggregate, captions, html, importance, plots, render, robustness, tables
+from . import aggregate, captions, html, importance, plots, pooled, render, robustness, tables
 from .loading import Loaded, load_cells, load_runs, noise_order, size_order
 
 OUTPUTS = ("leaderboard.md", "leaderboard.tex", "leaderboard.csv", "leaderboard_overall.csv", "index.html")
@@ -61,7 +61,7 @@ def _frames(loaded: Loaded, tuning: pd.DataFrame) -> dict[str, Any]:
     return {"cells": cells, "summary": aggregate.overall(loaded.runs, cells), "info": aggregate.table_info(cells),
             "cost": aggregate.cost(loaded.runs, tuning), "best": importance.best_params_table(tuning),
             "points": importance.sensitivity_points(tuning), "noise": robustness.paired_noise(loaded.runs),
-            "tuning": tuning}
+            "tuning": tuning, "pooled": pooled.pooled(loaded.runs)}
 
 
 def _levels(frame: pd.DataFrame, level: str, order: Any) -> pd.DataFrame:
@@ -84,11 +84,12 @@ def _sections(frames: dict[str, Any], out: Path) -> list[render.Section]:
     sections = [
         render.Section("Main tables", "One table per (few-shot size, noise level).",
                        [tables.main_table(cells, summary, s, n, caption[s, n]) for s, n in blocks]),
+        _pooled_section(frames),
         render.Section("Overall: averages, ranks, tests vs STD across tasks",
                        "Friedman / Iman–Davenport and Nemenyi over per-task means; Wilcoxon on per-task mean "
                        "differences to STD (one pair per task); almost stochastic order (ASO) vs STD.",
                        [tables.overall_table(summary, s, n, captions.overall_caption(runs, tuning, s, n, info[s, n]))
-                        for s, n in blocks], plots.cd_plot(summary, cells, out)),
+                        for s, n in blocks], plots.cd_plot(summary, cells, out) + plots.failure_bars(summary, out)),
         render.Section("Per-task detail", "", [tables.detail_table(cells, s, n, caption[s, n]) for s, n in blocks],
                        plots.task_bars(cells, out)),
     ]
@@ -102,8 +103,21 @@ def _sections(frames: dict[str, Any], out: Path) -> list[render.Section]:
                                        plots.fewshot_curves(cells, out)))
     sections.append(_cost_section(frames, out))
     sections.append(_tuning_section(frames, out))
-    sections += _optional_sections(frames)
+    sections += _optional_sections(frames, out)
     return sections
+
+
+def _pooled_section(frames: dict[str, Any]) -> render.Section:
+    frame, runs, tuning = frames["pooled"], frames["runs"], frames["tuning"]
+    keys = tables.blocks(frame) if not frame.empty else []
+    text = ("Per (size, noise): each method's test score paired with STD's over every (task, seed) where both "
+            "exist, all tasks together; exact sign-flip test, Holm over the block's methods.")
+    if not keys:
+        return render.Section("Pooled comparison vs STD", text + " No block has STD and another method.")
+    info = {(s, n): pooled.block_info(frame[(frame["size"] == s) & (frame["noise"] == n)]) for s, n in keys}
+    return render.Section("Pooled comparison vs STD", text,
+                          [tables.pooled_table(frame, s, n, captions.pooled_caption(runs, tuning, s, n, info[s, n]))
+                           for s, n in keys])
 
 
 def _robustness_section(frames: dict[str, Any], out: Path) -> render.Section:
@@ -150,13 +164,15 @@ def _tuning_section(frames: dict[str, pd.DataFrame], out: Path) -> render.Sectio
                           plots.sensitivity(frames["points"], out) if not frames["points"].empty else [])
 
 
-def _optional_sections(frames: dict[str, pd.DataFrame]) -> list[render.Section]:
+def _optional_sections(frames: dict[str, pd.DataFrame], out: Path) -> list[render.Section]:
     runs = frames["runs"]
     found = []
     collapse = aggregate.grouped_means(runs, "collapse.", ["size", "noise", "method"])
     if not collapse.empty:
-        found.append(render.Section("Collapse metrics", "Mean over tasks and seeds (raw values, not ×100).",
-                                    [tables.frame_table("collapse", "collapse", collapse, _raw(collapse))]))
+        scatter = plots.collapse_scatter(runs, out)
+        found.append(render.Section("Collapse metrics", "Mean over tasks and seeds (raw values, not ×100)."
+                                    + (" Plots: each run's collapse metric against its test score." if scatter else ""),
+                                    [tables.frame_table("collapse", "collapse", collapse, _raw(collapse))], scatter))
     ood = aggregate.grouped_means(runs, "ood.", ["size", "noise", "task", "method"])
     if not ood.empty:
         found.append(render.Section("Out-of-distribution test sets", "Mean primary metric over seeds, ×100.",

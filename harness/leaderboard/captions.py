@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import paired, stats
+from . import paired, pooled, stats
 
 
 def _seeds(runs: pd.DataFrame) -> str:
@@ -69,3 +69,10 @@ def plain_caption(runs: pd.DataFrame, tuning: pd.DataFrame) -> str:
             else "Trials per cell: " + "; ".join(f"{k}: {v}" for k, v in trials.items()))
     return ". ".join([_seeds(runs), text, _test_set(runs), "Correction: none (intervals, no tests); MDE: not "
                       "applicable"])
+
+
+def pooled_caption(runs: pd.DataFrame, tuning: pd.DataFrame, size: str, noise: str, info: dict[str, Any]) -> str:
+    """The pooled table (pooled.py): the block's seeds, trials and test set, then its own pooling, correction (Holm
+    over the block's methods) and pooled MDE."""
+    block = runs[(runs["size"] == size) & (runs["noise"] == noise)]
+    return ". ".join([_seeds(block), _trials(tuning, size, noise), _test_set(block), *pooled.caption_facts(info)])

@@ -18,6 +18,9 @@ replicate scores depend only on its predictions and (B, N): the caller can reuse
 Speed: plain accuracy on labels is vectorised (an example-count matrix times the 0/1 correctness vector,
 ``RESAMPLES_FAST`` replicates); any other primary metric (F1, MCC, correlations, seqeval) is recomputed through
 ``evaluation.score`` per replicate, ``RESAMPLES_SLOW`` replicates.
+
+Pooled over tasks (pooled.py): the tasks' test sets differ, so no shared example draw exists; its interval is
+:func:`stratified_interval`, a bootstrap of the (task, seed) pairs within each task — the unit its tests use.
 """
 
 from __future__ import annotations
@@ -75,6 +78,26 @@ def delta_interval(method: np.ndarray, base: np.ndarray, level: float = LEVEL,
     deltas = d.T[np.arange(resamples)[:, None], picks].mean(axis=1)
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(deltas, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def stratified_interval(groups: Sequence[Sequence[float]], resamples: int = RESAMPLES_FAST, level: float = LEVEL,
+                        seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Percentile interval of the mean over all values of ``groups`` (one group per task: its seeds' paired
+    differences), resampling with replacement WITHIN each group, so every replicate keeps each task's count: the
+    pooled mean's spread is then seed noise only, not which tasks happened to be drawn. Groups are drawn in the
+    given order from one ``default_rng([seed, 3])`` (the caller fixes the order, so the same inputs give the same
+    bytes). Test examples are not resampled (the pooled tests do not either)."""
+    arrays = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    total = sum(len(a) for a in arrays)
+    if not total or not all(np.isfinite(a).all() for a in arrays):
+        return math.nan, math.nan
+    rng = np.random.default_rng([seed, 3])
+    sums = np.zeros(resamples)
+    for values in arrays:
+        sums += values[rng.integers(0, len(values), size=(resamples, len(values)))].sum(axis=1)
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(sums / total, [tail, 100 - tail])
     return float(low), float(high)
 
 

@@ -241,3 +241,73 @@ def sensitivity(points: pd.DataFrame, out_dir: Path) -> list[str]:
             fig.suptitle(f"sensitivity: {method}")
         written.append(_save(fig, out_dir, f"sensitivity-{names[method]}"))
     return written
+
+
+def failure_bars(summary: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Failure rate (failed + diverged runs ÷ runs, the Overall table's column) per method, one panel per block."""
+    keys = blocks(summary)
+    if not keys:
+        return []
+    methods = method_order(summary)
+    fig, axes = _grid(len(keys), width=max(4.4, 0.8 + 0.3 * len(methods)))  # room for the title and labels
+    with mpl.rc_context(RC):
+        for ax, (size, noise) in zip(axes, keys):
+            rows = summary[(summary["size"] == size) & (summary["noise"] == noise)].set_index("method")
+            rate = 100 * rows["failure_rate"].reindex(methods).to_numpy(float)
+            ax.bar(range(len(methods)), np.nan_to_num(rate), color=[f"C{i % 10}" for i in range(len(methods))])
+            for i, value in enumerate(rate):  # the number, so a 0% bar is read as "none", not "missing"
+                ax.text(i, np.nan_to_num(value), "—" if np.isnan(value) else f"{value:.0f}%", ha="center",
+                        va="bottom", fontsize=7)
+            ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right")
+            ax.set_ylim(0, max(10.0, float(np.nanmax(rate, initial=0.0))) * 1.15)
+            ax.set_ylabel("failed or diverged runs (%)")
+            ax.set_title(f"{size}, {noise}")
+        fig.suptitle("failure rate per method (tasks in averages)")
+    return [_save(fig, out_dir, "failure-rate")]
+
+
+# Collapse columns that describe the fine-tuned model. Left out: probe_rows (a count), the pretrained encoder's own
+# values (the same for every method) and probe_transfer_finetuned (= probe_transfer_delta + that constant).
+COLLAPSE_SKIP = ("collapse.probe_rows", "collapse.pretrained_", "collapse.probe_transfer_pretrained",
+                 "collapse.probe_transfer_finetuned")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def collapse_metrics(runs: pd.DataFrame) -> list[str]:
+    return sorted(c for c in runs.columns if c.startswith("collapse.") and not c.startswith(COLLAPSE_SKIP)
+                  and np.isfinite(runs[c].to_numpy(float)).any())
+
+
+def collapse_scatter(runs: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Per block: one panel per collapse metric present, each run a point (metric vs test primary); colour =
+    method, marker = task. Nothing when no record carries collapse metrics."""
+    written = []
+    for size, noise in blocks(runs):
+        block = runs[(runs["size"] == size) & (runs["noise"] == noise)]
+        metrics = collapse_metrics(block)
+        if not metrics:
+            continue
+        methods, tasks = method_order(block), sorted(block["task"].unique())
+        fig, axes = _grid(len(metrics))
+        with mpl.rc_context(RC):
+            for ax, metric in zip(axes, metrics):
+                for i, method in enumerate(methods):
+                    for j, task in enumerate(tasks):
+                        rows = block[(block["method"] == method) & (block["task"] == task)]
+                        ax.scatter(rows[metric].to_numpy(float), rows["primary"].to_numpy(float), s=14,
+                                   color=f"C{i % 10}", marker=MARKERS[j % len(MARKERS)])
+                ax.set_xlabel(metric.removeprefix("collapse."))
+                ax.set_ylabel("test primary")
+            _key_below(fig, axes[0], methods, tasks)
+            fig.suptitle(f"collapse metrics vs test score, {size}, {noise} (one point per run)")
+        written.append(_save(fig, out_dir, f"collapse-{slug(size)}-{slug(noise)}"))
+    return written
+
+
+def _key_below(fig: Figure, ax: Axes, methods: list[str], tasks: list[str]) -> None:
+    """The legend: methods by colour, tasks by marker (proxy artists, one entry each, not one per scatter call)."""
+    for i, method in enumerate(methods):
+        ax.plot([], [], linestyle="", marker="o", color=f"C{i % 10}", label=method)
+    for j, task in enumerate(tasks):
+        ax.plot([], [], linestyle="", marker=MARKERS[j % len(MARKERS)], color="0.4", label=task)
+    _legend_below(fig, ax, len(methods) + len(tasks))

@@ -5,10 +5,11 @@
   values it is roughly the min–max range and undercovers badly.
 - Paired tests against the baseline over matched seeds. PRIMARY: the exact sign-flip (permutation) test of the
   mean difference (no normality assumption). It has a floor: with n non-zero differences no two-sided p goes below
-  2 / 2**n, so :func:`min_pairs` (computed, not hard-coded) is the fewest pairs that can reach α. SECONDARY: the
-  paired t-test, reported for reference; when the differences have no variance its statistic is undefined, so its
-  p is NaN (never 0: one test example better on each of 3 seeds is not "infinitely significant") and the exact
-  test decides.
+  2 / 2**n, so :func:`min_pairs` (computed, not hard-coded) is the fewest pairs that can reach α. Every sign
+  pattern is enumerated up to 40 differences (beyond 16 by meet in the middle); a fixed-seed Monte Carlo beyond.
+  SECONDARY: the paired t-test, reported for reference; when the differences have no variance its statistic is
+  undefined, so its p is NaN (never 0: one test example better on each of 3 seeds is not "infinitely significant")
+  and the exact test decides.
 - Holm's step-down correction over a whole family (the caller decides the family: one table).
 - Power: the minimum detectable effect (MDE) of the two-sided paired t-test at 80% power, from the noncentral t
   distribution (not the normal approximation, which understates the MDE at 3–5 seeds).
@@ -26,7 +27,9 @@ from scipy import integrate, optimize, stats
 
 ALPHA = 0.05
 POWER = 0.80
-EXACT_SIGN_FLIP_MAX_N = 16  # 65,536 sign patterns; beyond, a fixed-seed Monte Carlo of the same size
+EXACT_SIGN_FLIP_MAX_N = 16  # 65,536 sign patterns enumerated as a matrix
+EXACT_SPLIT_MAX_N = 40  # up to here, still exact: two halves of ≤ 2^20 partial sums (meet in the middle)
+MONTE_CARLO_DRAWS = 2**16  # beyond EXACT_SPLIT_MAX_N: a fixed-seed Monte Carlo of this many sign patterns
 MONTE_CARLO_SEED = 0
 ZERO = 1e-12  # differences below this are "no difference" (scores are fractions in [0, 1])
 
@@ -96,14 +99,46 @@ def sign_flip(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     d = d[np.abs(d) > ZERO]  # a zero difference has no sign to flip
     if not len(d):
         return 1.0, 1.0
+    if EXACT_SIGN_FLIP_MAX_N < len(d) <= EXACT_SPLIT_MAX_N:
+        return _split_sign_flip(d), sign_flip_floor(len(d))
     if len(d) <= EXACT_SIGN_FLIP_MAX_N:
         signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
     else:
-        signs = np.random.default_rng(MONTE_CARLO_SEED).choice((1.0, -1.0), size=(2**EXACT_SIGN_FLIP_MAX_N, len(d)))
+        signs = np.random.default_rng(MONTE_CARLO_SEED).choice((1.0, -1.0), size=(MONTE_CARLO_DRAWS, len(d)))
         signs[0] = 1.0  # the observed pattern is one of the draws, so p stays ≥ 1/draws
     observed = abs(d.mean())
     extreme = np.abs((signs * d).mean(axis=1)) >= observed - ZERO
     return float(extreme.mean()), sign_flip_floor(len(d))
+
+
+def sign_flip_basis(n_nonzero: int) -> str:
+    """How :func:`sign_flip` gets its p at this many non-zero differences (for captions)."""
+    if n_nonzero <= EXACT_SPLIT_MAX_N:
+        return "exact"
+    return f"Monte Carlo ({MONTE_CARLO_DRAWS:,} fixed-seed sign patterns)"
+
+
+def _half_sums(d: np.ndarray) -> np.ndarray:
+    """Σ ±dᵢ over every sign pattern of ``d`` (2^len(d) values)."""
+    sums = np.zeros(1)
+    for value in d:
+        sums = np.concatenate([sums + value, sums - value])
+    return sums
+
+
+def _split_sign_flip(d: np.ndarray) -> float:
+    """The exact sign-flip p by meet in the middle: every pattern's sum is a + b with a from the first half's 2^h
+    partial sums and b from the second's, so counting |a + b| ≥ |Σd| needs two sorted-array searches per a, not
+    2^n rows. Pooled comparisons (tasks × seeds, 20–40 pairs) stay exact where a matrix of patterns would not fit.
+    The same tolerance as the matrix path: |mean| ≥ observed − ZERO, i.e. |sum| ≥ |Σd| − n·ZERO."""
+    threshold = abs(float(d.sum())) - len(d) * ZERO
+    if threshold <= 0:
+        return 1.0
+    half = len(d) // 2
+    first, second = _half_sums(d[:half]), np.sort(_half_sums(d[half:]))
+    above = len(second) - np.searchsorted(second, threshold - first, side="left")  # a + b ≥ threshold
+    below = np.searchsorted(second, -threshold - first, side="right")  # a + b ≤ −threshold
+    return float((int(above.sum()) + int(below.sum())) / 2.0 ** len(d))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

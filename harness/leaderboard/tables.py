@@ -17,6 +17,7 @@ import pandas as pd
 
 from .aggregate import BASELINE
 from .loading import noise_order, size_order
+from .pooled import verdict
 
 
 @dataclass(frozen=True)
@@ -253,4 +254,32 @@ def frame_table(key: str, title: str, frame: pd.DataFrame, formats: dict[str, An
             row.append(Cell(text, _num(value) if isinstance(value, (int, float)) else str(value)))
         table.rows.append(row)
         table.row_filters.append({k: str(record.get(k, "")) for k in ("size", "noise")} | {"family": ""})
+    return table
+
+
+POOLED_COLUMNS = ["Method", "Tasks", "Pairs n", "Mean Δ", "Δ 95% CI", "sign-flip p", "floor", "sign-flip p (Holm)",
+                  "t p", "Tasks W / L / T", "Verdict"]
+
+
+def pooled_table(frame: pd.DataFrame, size: str, noise: str, caption: str = "") -> Table:
+    """Per method ≠ STD: every (task, seed) pair with STD pooled (pooled.py); ×100; the verdict in words."""
+    block = frame[(frame["size"] == size) & (frame["noise"] == noise)]
+    table = Table(f"pooled-{slug(size)}-{slug(noise)}", f"{size}, {noise}", list(POOLED_COLUMNS),
+                  note="×100; pairs: the (task, seed) runs where the method and STD both have a test score; Δ = "
+                       "method − STD, mean over the pairs; floor: the smallest p its non-zero pairs allow; ▲/▼ on "
+                       "the Holm p (< 0.05); t p: paired t on the same pairs, uncorrected, for reference (— when the "
+                       "differences do not vary); verdict: better / worse where marked, else inconclusive at the "
+                       "MDE of its n pairs" + (f". {caption}" if caption else ""))
+    for r in block.itertuples():
+        floor = pvalue(r.signflip_floor)
+        if math.isfinite(r.signflip_floor) and r.signflip_floor >= 0.05:
+            floor += f": {r.nonzero} pairs cannot reach p < 0.05"
+        table.rows.append([Cell(r.method, r.method), Cell(str(r.tasks), r.tasks), Cell(str(r.pairs), r.pairs),
+                           Cell(score(r.diff), _num(r.diff)),
+                           Cell(_interval(r.delta_low, r.delta_high), _num(r.delta_low)),
+                           Cell(pvalue(r.p_signflip), _num(r.p_signflip)), Cell(floor, _num(r.signflip_floor)),
+                           Cell(pvalue(r.p_signflip_holm), _num(r.p_signflip_holm), mark=int(r.sig)),
+                           Cell(pvalue(r.p_t), _num(r.p_t)), Cell(f"{r.wins} / {r.losses} / {r.ties}", r.wins - r.losses),
+                           Cell(verdict(r), int(r.sig))])
+        table.row_filters.append({"size": size, "noise": noise, "family": ""})
     return table
