@@ -17,7 +17,7 @@ from regbench.benchmarks.fewshot import SizeSpec, check_size_fits, parse_size
 from regbench.benchmarks.noise import NoiseSpec, check_task_supports
 from regbench.benchmarks.taskspec import get_task
 
-from . import api, records
+from . import api, records, subgrids
 from .errors import ConfigError
 from .method import METHODS
 from .model import load_pretrained
@@ -77,6 +77,8 @@ def plan_cells(profile: Profile, data_dir: str | None = None) -> list[Cell]:
         task = get_task(task_name)
         for size in map(parse_size, profile.sizes):
             for noise in profile.noise:
+                if not subgrids.includes(profile, task.name, size.label, noise):
+                    continue
                 na = _not_applicable(profile, task, size, noise, data_dir, pretrained.tokenizer)
                 block = "" if na else block_key(profile, task.name, size.label, noise, pretrained.checksum, data_dir)
                 for method in profile.methods:

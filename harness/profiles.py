@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from . import yamlio
+from . import subgrids, yamlio
 from .errors import ConfigError, RegbenchError
 from .train import TrainConfig
 from .tune import PRUNER_SETTINGS
@@ -32,6 +32,8 @@ KEYS = {
     "sizes": "training sizes: k16 (per class), n500 (in total), full",
     "noise": "label-noise rates in [0, 1)",
     "noise_type": "symmetric | asymmetric",
+    "blocks": "optional sub-grids [{tasks, sizes, noise}]: run only the (task, size, noise) blocks they name "
+              "(default: every combination)",
     "seeds": "seeds of the final runs (seed → split, noise draw, init)",
     "tune_seed": "the seed whose split the trials tune on; never one of seeds (default 0: never reported)",
     "methods": "method names, or `all` (every registered method); must include std",
@@ -68,6 +70,7 @@ class Profile:
     model: str = "minilm"
     description: str = ""
     noise_type: str = "symmetric"
+    blocks: tuple[tuple[str, str, float], ...] = ()  # empty: the full task × size × noise product (harness.subgrids)
     tune_seed: int = 0
     startup_trials: int = 10
     evals: int | None = None
@@ -149,11 +152,13 @@ def parse_profile(data: dict[str, Any], name: str, path: str = "<memory>") -> Pr
         values[key] = tuple(_as_list(values[key]))
         if not values[key]:
             raise ConfigError(f"{where}: {key} is empty ({KEYS[key]})")
+    blocks = values.pop("blocks", None)
     if "pruner" in values:
         values["pruner"] = _pruner(values["pruner"], where)
     profile = Profile(name=name, path=path, **values)
-    _check(profile, where)
-    return profile
+    _check(profile, where)  # blocks last: their values are checked against the validated lists
+    blocks = () if blocks is None else subgrids.parse_blocks(blocks, profile.tasks, profile.sizes, profile.noise, where)
+    return dataclasses.replace(profile, blocks=blocks)
 
 
 def _number(v: Any) -> bool:

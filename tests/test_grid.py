@@ -44,6 +44,10 @@ def test_shipped_profiles_load_and_include_std():
      "pruner halving takes min_resource, reduction_factor, not 'reduction_factr'; did you mean 'reduction_factor'"),
     ({"pruner": {"type": "median", "min_resource": 2}}, "pruner median takes n_startup_trials, n_warmup_steps, not"),
     ({"pruner": {"type": "halving", "reduction_factor": 1}}, "pruner reduction_factor must be an integer ≥ 2, got 1"),
+    ({"blocks": [{"tasks": ["trec"]}]}, r"blocks\[1\].tasks must list values from the profile's tasks \['sst2'\], got 'trec'"),
+    ({"blocks": [{"noise": [0.4]}]}, r"blocks\[1\].noise must list values from the profile's noise \[0.0\], got 0.4"),
+    ({"blocks": [{"task": ["sst2"]}]}, "blocks\\[1\\] has unknown key 'task'"),
+    ({"blocks": []}, "blocks must be a non-empty list"),
 ])
 def test_bad_profiles_fail_with_one_line_before_any_run(tmp_path, change, message, capsys):
     path = write_profile(tmp_path, **change)
@@ -70,6 +74,18 @@ def test_cell_keys_are_stable_and_distinct(data_dir):
     assert [c.key for c in grid.plan_cells(more_seeds, data_dir)] == [c.key for c in first]  # budget/seeds: same study
     other_space = parse_profile({**BASE, "search_space": {"std": {"lr": {"low": 1e-4, "high": 1e-3, "log": True}}}}, "t")
     assert grid.plan_cells(other_space, data_dir)[0].key != first[0].key
+
+
+def test_blocks_run_a_union_of_sub_grids_with_the_full_product_s_keys(data_dir):
+    full = parse_profile({**BASE, "tasks": ["sst2", "trec"], "noise": [0.0, 0.2], "sizes": ["n16", "k8"]}, "t")
+    union = parse_profile({**BASE, "tasks": ["sst2", "trec"], "noise": [0.0, 0.2], "sizes": ["n16", "k8"],
+                           "blocks": [{"sizes": ["n16"], "noise": [0.0]},                    # every task clean at n16
+                                      {"tasks": ["sst2"], "noise": [0.0, 0.2], "sizes": "n16"},  # noise on one task
+                                      {"tasks": "trec", "sizes": ["k8"], "noise": 0}]}, "t")
+    cells = {(c.task, c.size, c.noise): c.key for c in grid.plan_cells(union, data_dir)}
+    assert list(cells) == [("sst2", "n16", 0.0), ("sst2", "n16", 0.2), ("trec", "n16", 0.0), ("trec", "k8", 0.0)]
+    keys = {(c.task, c.size, c.noise): c.key for c in grid.plan_cells(full, data_dir)}
+    assert all(keys[combination] == key for combination, key in cells.items())  # sub-grids never move a key
 
 
 def test_plan_marks_cells_a_task_cannot_serve(tmp_path, data_dir, capsys):
