@@ -231,6 +231,7 @@ def build_record(config: RunConfig, task: TaskSpec, method_name: str, run_config
         # the dev-evaluation schedule (optimiser steps) and the clean test set's majority-class score (failure line)
         "eval_steps": result.extra.get("eval_steps"), "steps_per_epoch": result.extra.get("steps_per_epoch"),
         "majority_test": result.extra.get("majority_test"),
+        "inference_parameters": result.extra.get("inference_parameters"),  # parameters of the model scored on test
     }
     metrics = {"test": test, "dev": result.dev.metrics if result.dev else None}
     predictions = records.compact_predictions(result.test.ids, result.test.predictions, _prediction_kind(task),

@@ -154,7 +154,9 @@ def _finish(model: TaskModel, method: Method, task: Any, data: dict[str, Any], c
         method.finalize(model)
     # Peak memory of training (test scoring excluded): the same figure a run whose test set is scored later has.
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    extra = {"eval_steps": loop.points, "steps_per_epoch": loop.steps_per_epoch}
+    # What inference costs after the method unplugged its training-time modules (MVCR's claim of no inference cost)
+    extra = {"eval_steps": loop.points, "steps_per_epoch": loop.steps_per_epoch,
+             "inference_parameters": sum(param.numel() for param in model.parameters())}
     if p.stopped_at:
         extra["stopped_at_epoch"] = p.stopped_at
     result = TrainResult(p.status, p.curve, p.best_epoch, p.best_dev, None, majority, p.losses, p.epoch_seconds,

@@ -21,7 +21,7 @@ RUN_INFO = {"run_id", "cell_key", "task", "method", "seed", "seeds", "status", "
 TRAIN_INFO = {"dev_curve", "best_epoch", "majority_dev", "majority_test", "epoch_losses", "epoch_seconds",
               "eval_seconds", "wall_seconds", "steps", "examples_seen", "samples_per_second", "tokens_per_second",
               "peak_memory_mb", "data", "stopped_at_epoch", "eval_steps", "steps_per_epoch", "extras_seconds",
-              "phases"}
+              "phases", "inference_parameters"}
 META_INFO = {"schema_version", "regbench_version", "git", "packages", "python", "platform", "device", "torch_threads",
              "determinism", "model", "data_files", "created_at", "command", "environment"}
 
@@ -51,3 +51,12 @@ def test_the_committed_quick_grid_keeps_its_cell_keys():
     committed = {json.loads(p.read_text())["cell_key"] for p in (ROOT / "results" / "quick" / "cells").glob("*/*/*.json")}
     planned = {cell.key for cell in grid.plan_cells(load_profile("quick")) if cell.na is None}
     assert committed and committed == planned
+
+
+def test_records_count_the_parameters_of_the_model_scored_on_test(data_dir, tmp_path):
+    """MVCR and REPINA unplug what they added for training: the model they are scored with has STD's parameters."""
+    counts = {}
+    for method in ("std", "mvcr", "repina_mlp"):
+        config = dataclasses.replace(_config(data_dir), method=method, out_dir=str(tmp_path / method))
+        counts[method] = api.run(config)["train_info"]["inference_parameters"]
+    assert counts["std"] > 0 and counts["mvcr"] == counts["std"] == counts["repina_mlp"]
