@@ -6,7 +6,9 @@ its methods, the pooled MDE), intervals (two-level bootstrap of Δ; task-stratif
 (Friedman / Iman–Davenport, Nemenyi, Wilcoxon on task means, ASO), robustness (noisy − clean paired by seed, chance
 level), aggregate (per-cell and overall statistics), captions (what every table caption states), importance (best
 hyperparameters, fANOVA), tables (format-neutral tables), render (Markdown, LaTeX), plots (matplotlib), html (the
-static page), build (the pipeline and the MLflow mirror).
+static page), build (the pipeline and the MLflow mirror); reproduction (the seed papers' claims as paired tests and
+the verdict rule), reproduction_claims (the declared claims), reproduction_doc and reproduction_setting
+(results/REPRODUCTION.md: `regbench reproduction`).
 """
 
 from typing import Any

@@ -1,4 +1,5 @@
-"""``regbench leaderboard``: the command line of harness.leaderboard (registered by harness.cli)."""
+"""``regbench leaderboard`` and ``regbench reproduction``: the command lines of harness.leaderboard (registered by
+harness.cli)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, check_dir
+
+DEFAULT_REPRODUCTION = "results/REPRODUCTION.md"
 
 
 def add_parser(sub: Any) -> None:
@@ -20,6 +23,35 @@ def add_parser(sub: Any) -> None:
     lb.add_argument("--tracking-uri", help="MLflow URI for the 'leaderboard' run (default: SQLite in the output dir)")
     lb.add_argument("--no-track", action="store_true", help="write the files only, no MLflow run")
     lb.set_defaults(handler=_cmd_leaderboard)
+    _add_reproduction(sub)
+
+
+def _add_reproduction(sub: Any) -> None:
+    """Register ``regbench reproduction`` (here, beside the leaderboard it builds on, to keep cli.py short)."""
+    rp = sub.add_parser("reproduction",
+                        help="results/REPRODUCTION.md: the seed papers' claims tested on a grid's records")
+    rp.add_argument("--profile", help="profile name: reads results/<profile>/records")
+    rp.add_argument("--records", help="records directory (default: results/<profile>/records)")
+    rp.add_argument("--cells", help="cell summaries directory (default: beside the records, cells/)")
+    rp.add_argument("--out", default=DEFAULT_REPRODUCTION, help=f"output file (default: {DEFAULT_REPRODUCTION})")
+    rp.set_defaults(handler=_cmd_reproduction)
+
+
+def _cmd_reproduction(args: argparse.Namespace) -> int:
+    from .reproduction_doc import write
+
+    if not args.profile and not args.records:
+        raise ConfigError("reproduction needs --profile or --records")
+    records = Path(args.records) if args.records else Path(f"results/{args.profile}") / "records"
+    given = (("profile", args.profile), ("records", args.records), ("cells", args.cells),
+             ("out", None if args.out == DEFAULT_REPRODUCTION else args.out))
+    command = " ".join(["regbench reproduction", *(f"--{k} {v}" for k, v in given if v)])
+    if Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out} is a directory; give the path of the Markdown file to write")
+    check_dir(Path(args.out).parent, "--out")
+    path = write(records, args.out, args.cells, command)
+    print(f"reproduction: {path}")
+    return 0
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:

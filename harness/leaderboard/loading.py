@@ -100,6 +100,8 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     rate = float(noise["rate"])
     ntype = noise.get("type") if rate else "none"
     collapse = record.get("collapse") or metrics.get("collapse") or {}
+    if isinstance(collapse.get("metrics"), dict):  # records keep {"metrics": …, "settings": …} (harness.extras)
+        collapse = collapse["metrics"]
     ood = metrics.get("ood") or {}
     row = {
         "task": info["task"], "method": info["method"], "seed": info["seed"], "status": info["status"],
@@ -109,6 +111,8 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         **_test_score(record),
         "dev_primary": _number((metrics.get("dev") or {}).get("primary")),
         "wall_seconds": _number(record["train_info"].get("wall_seconds")),
+        "inference_parameters": _number(record["train_info"].get("inference_parameters")),
+        **_settings(record),
         "phases": _phases(record),
         "params": json.dumps(info.get("params") or {}, sort_keys=True),
         "git_sha": (meta.get("git") or {}).get("sha"), "git_dirty": (meta.get("git") or {}).get("dirty"),
@@ -120,6 +124,16 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     row.update({f"collapse.{k}": float(v) for k, v in sorted(collapse.items()) if not math.isnan(_number(v))})
     row.update({f"ood.{k}": _number((v or {}).get("primary")) for k, v in sorted(ood.items()) if isinstance(v, dict)})
     return row
+
+
+def _settings(record: dict[str, Any]) -> dict[str, Any]:
+    """The training settings a run used (``run_info.config``) and its training-set size, for provenance lines."""
+    config = record["run_info"].get("config") or {}
+    train, data = config.get("train") or {}, config.get("data") or {}
+    facts = record["train_info"].get("data") or {}
+    return {"epochs": _number(train.get("epochs")), "batch_size": _number(train.get("batch_size")),
+            "max_length": _number(data.get("max_length")), "max_test_examples": _number(data.get("max_test_examples")),
+            "train_examples": _number(facts.get("train_size")), "split_rule": facts.get("split_rule")}
 
 
 def _suite_version(info: dict[str, Any]) -> int:
