@@ -12,7 +12,6 @@ and on disk by ``datasets`` (fingerprinted ``map``), so a grid tokenizes each sp
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -24,32 +23,11 @@ from transformers import PreTrainedTokenizerBase
 
 from regbench.harness.errors import DataError
 
+from .sources import default_data_dir, describe_splits, resolve_data_dir, split_sizes, split_source  # noqa: F401
 from .taskspec import TaskSpec
 
 TOKENIZATION_VERSION = 2  # bump when the tokenization code changes (invalidates the on-disk caches)
 datasets.disable_progress_bars()
-
-
-def default_data_dir() -> Path | None:
-    """``$REGBENCH_DATA_DIR``, else the ``shared/data`` mirror beside the checkout, else None."""
-    env = os.environ.get("REGBENCH_DATA_DIR")
-    if env:
-        return Path(env)
-    repo_root = Path(__file__).resolve().parents[1]
-    for base in (repo_root, Path.cwd()):
-        candidate = base.parent / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
-    if data_dir is None:
-        return default_data_dir()
-    path = Path(data_dir)
-    if not path.is_dir():
-        raise DataError(f"data directory {path} does not exist; point --data-dir or REGBENCH_DATA_DIR at the Parquet mirror (e.g. ../shared/data)")
-    return path
 
 
 @dataclass
@@ -92,40 +70,6 @@ def _resplit_part(task: TaskSpec, loaded: Split, part: str) -> Split:
     n_test = round(float(resplit["test_fraction"]) * n)
     chosen = order[:n_test] if part == "test" else order[n_test:]
     return Split(loaded.dataset.select(sorted(int(i) for i in chosen)), loaded.source, part)
-
-
-def split_sizes(task: TaskSpec, data_dir: str | Path | None = None) -> dict[str, int | None]:
-    """Rows per split from the mirror's Parquet footers (no data read; None where the file is absent), for listings."""
-    import pyarrow.parquet as pq
-
-    root, sizes = resolve_data_dir(data_dir), {}
-    for split, entry in task.splits.items():
-        source_split, mirror, _ = split_source(task, split)
-        path = root / mirror / f"{source_split}.parquet" if (root and mirror) else None
-        rows = pq.read_metadata(path).num_rows if path is not None and path.is_file() else None
-        if rows is not None and isinstance(entry, dict) and "part" in entry and task.resplit:
-            n_test = round(float(task.resplit["test_fraction"]) * rows)
-            rows = n_test if entry["part"] == "test" else rows - n_test
-        sizes[split] = rows
-    return sizes
-
-
-def describe_splits(task: TaskSpec) -> str:
-    """How train/dev/test are formed, for the record (re-split tasks say so)."""
-    rule = "dev carved from the training pool (disjoint, data seed); test = the task's test split"
-    if task.resplit:
-        rule += (f"; the source split was re-split once (seed {task.resplit['seed']}, test fraction "
-                 f"{task.resplit['test_fraction']}) into a training pool and a disjoint test part")
-    return rule
-
-
-def split_source(task: TaskSpec, split: str) -> tuple[str, str | None, Any]:
-    """(split name, mirror dir, hub name) of a split: a plain name uses the task's source; a mapping
-    ``{split, mirror, hub}`` overrides it (e.g. QNLI trains on a pool from another mirror dir than its test set)."""
-    entry = task.splits[split]
-    if isinstance(entry, dict):
-        return str(entry["split"]), entry.get("mirror", task.source.get("mirror")), entry.get("hub", task.source.get("hub"))
-    return str(entry), task.source.get("mirror"), task.source.get("hub")
 
 
 @cache

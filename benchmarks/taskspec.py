@@ -21,20 +21,13 @@ import yaml
 
 from regbench.harness import yamlio
 from regbench.harness.errors import ConfigError
-from regbench.harness.model import TASK_TYPES
 from regbench.harness.registry import Registry
 
-# The keys each metric module returns: the primary metric must name one of them.
-METRIC_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "accuracy": ("accuracy",),
-    "f1": ("f1",),
-    "f1_macro": ("f1_macro",),
-    "matthews_correlation": ("matthews_correlation",),
-    "pearsonr": ("pearson",),
-    "spearmanr": ("spearmanr",),
-    "seqeval": ("precision", "recall", "f1", "accuracy"),
-    "token_accuracy": ("token_accuracy",),
-}
+# The keys each metric returns (the metric table's): the primary metric must name one of them.
+from .metrics import METRIC_OUTPUTS
+
+# The task types the model has heads for (harness.model builds one per type).
+TASK_TYPES = ("classification", "regression", "token_classification", "multiple_choice")
 REQUIRED_KEYS = ("name", "version", "type", "source", "splits", "label_column", "metrics", "primary")
 
 

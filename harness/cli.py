@@ -279,7 +279,7 @@ def _print_summary(record: dict[str, Any]) -> None:
 
 def _cmd_ls(args: argparse.Namespace) -> int:
     if args.what == "tasks":
-        from regbench.benchmarks.data import split_sizes
+        from regbench.benchmarks.sources import split_sizes
         from regbench.benchmarks.taskspec import all_tasks
 
         for t in all_tasks():
@@ -287,18 +287,23 @@ def _cmd_ls(args: argparse.Namespace) -> int:
             sizes = " ".join(f"{k}={'?' if n is None else n}" for k, n in split_sizes(t).items())
             print(f"{t.name:14s} v{t.version}  {t.type:21s} {sizes:22s} metrics={','.join(t.metrics)} "
                   f"primary={'+'.join(t.primary)}{extra}")
+    elif args.what == "methods" and not args.verbose:
+        # Names and summaries read from source: importing the method modules loads torch (see catalogue.py).
+        from .catalogue import method_summaries
+
+        for name, summary in method_summaries():
+            print(f"{name:14s} {summary}")
     elif args.what == "methods":
         from .method import METHODS
 
         for name, cls in METHODS.items():
             print(f"{name:14s} {cls.summary}")
-            if args.verbose:
-                for f in dataclasses.fields(cls.config_class):
-                    print(f"    {f.name} = {f.default!r}: {f.metadata.get('help', '')}")
-                for pname, dist in cls.search_space().items():
-                    print(f"    search {pname}: {dist}")
+            for f in dataclasses.fields(cls.config_class):
+                print(f"    {f.name} = {f.default!r}: {f.metadata.get('help', '')}")
+            for pname, dist in cls.search_space().items():
+                print(f"    search {pname}: {dist}")
     else:
-        from .profiles import list_profiles
+        from .catalogue import list_profiles
 
         for name, summary in list_profiles():
             print(f"{name:10s} {summary}")

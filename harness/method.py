@@ -28,6 +28,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from optuna.distributions import BaseDistribution, FloatDistribution
 
+# The packages whose modules define built-in methods (each module calls register_method at import), and the
+# entry-point group of third-party ones; `regbench ls methods` reads the same modules without importing them.
+from .catalogue import BUILTIN_METHOD_PACKAGES, ENTRY_POINT_GROUP
 from .errors import ConfigError
 from .registry import Registry
 
@@ -207,12 +210,9 @@ def _load_builtin_methods() -> None:
         for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
             if not info.name.startswith("_"):
                 importlib.import_module(f"{package_name}.{info.name}")
-    for ep in entry_points(group="regbench.methods"):
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
         ep.load()
 
-
-# Packages whose modules define built-in methods; each module calls register_method at import.
-BUILTIN_METHOD_PACKAGES: tuple[str, ...] = ("regbench.baselines", "regbench.regularizers")
 
 METHODS: Registry[type[Method]] = Registry("method", loader=_load_builtin_methods)
 

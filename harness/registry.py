@@ -74,5 +74,10 @@ class Registry(Generic[T]):
 
     @staticmethod
     def _normalise(name: str) -> str:
-        # Names are case-insensitive and '-'/'_' are interchangeable: users type "std++", "STD++", "repina-i".
-        return name.strip().lower().replace("-", "_")
+        return canonical_name(name)
+
+
+def canonical_name(name: str) -> str:
+    """The key a registry files ``name`` under (and lists it by)."""
+    # Names are case-insensitive and '-'/'_' are interchangeable: users type "std++", "STD++", "repina-i".
+    return name.strip().lower().replace("-", "_")
