@@ -64,7 +64,10 @@ def method_sources() -> Iterator[Path | None]:
             if not info.name.startswith("_"):
                 yield path if not info.ispkg and path.is_file() else None
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        spec = importlib.util.find_spec(ep.module)
+        try:
+            spec = importlib.util.find_spec(ep.module)
+        except (ImportError, ValueError):  # its package is broken: the registry's import reports how
+            spec = None
         origin = Path(spec.origin) if spec is not None and spec.origin else None
         yield origin if origin is not None and origin.suffix == ".py" and origin.is_file() else None
 

@@ -89,3 +89,9 @@ def test_a_method_that_cannot_be_read_statically_sends_the_listing_to_the_regist
 def test_undecorated_classes_are_not_methods() -> None:
     source = 'class Helper:\n    name = "helper"\n    summary = "not a method"\n'
     assert catalogue.read_methods(source) == []
+
+
+def test_an_entry_point_without_readable_source_sends_the_listing_to_the_registry(monkeypatch) -> None:
+    point = EntryPoint("gone", "no_such_package.method:Gone", catalogue.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(catalogue, "entry_points", lambda group: [point] if group == point.group else [])
+    assert catalogue.static_summaries() is None
