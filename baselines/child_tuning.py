@@ -27,9 +27,10 @@ Design choices (METHODS.md leaves these to us):
   reference's ``>= percentile`` may keep a few more on ties.
 - F's masks come from the method's own generator on the run's device, seeded from the run seed. Each mask entry is
   one random byte compared with ``round(256·p)``: one 64-bit draw gives eight entries, where ``bernoulli_`` makes a
-  float per entry — on this 2-core CPU that cut the mask cost per step (17.7M MiniLM layer entries) from ~155 ms
-  to ~29 ms. The keep probability is therefore ``p`` rounded to a multiple of 1/256 (at most 0.002 off), and kept
-  entries are rescaled by the inverse of that realised probability, so the expected gradient is still unchanged.
+  float per entry — several times cheaper for the 17.7M MiniLM layer entries masked every step (ChildTuning-F's
+  step vs STD's: results/perf/methods.md). The keep probability is therefore ``p`` rounded to a multiple of 1/256
+  (at most 0.002 off), and kept entries are rescaled by the inverse of that realised probability, so the expected
+  gradient is still unchanged.
 - ``p`` (the reserve fraction) is searched in ``[0.1, 0.5]``; default 0.3, the midpoint.
 """
 

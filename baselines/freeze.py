@@ -29,7 +29,7 @@ HEAD_LR_RANGE = FloatDistribution(1e-3, 1e-1, log=True)
 @register_method
 class Freeze(Method):
     name = "freeze"
-    relative_step_cost = 0.35  # no encoder backward nor encoder update: measured 0.32× (perf/methods.md)
+    relative_step_cost = 0.35  # no encoder backward nor encoder update; the measured ratio: results/perf/methods.md
     summary = "linear probe: only the head trains (encoder frozen), head LR log[1e-3, 1e-1]"
 
     @classmethod

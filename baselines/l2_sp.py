@@ -17,15 +17,15 @@ Design choices (METHODS.md leaves these to us; each is a config field):
   loss term's gradient would be), with multi-tensor ops instead of an autograd graph over every weight. The value
   (α/2)Σ‖w − w0‖² is still reported as the loss term ``l2sp`` (computed once per step under ``no_grad``; its
   difference tensors are reused for the gradient). The differences go into buffers allocated once in ``prepare``:
-  a fresh ``_foreach_sub`` result (91 MB for MiniLM) costs page faults every step — measured here 45–53 ms per step
-  for the penalty with fresh tensors vs ~30 ms with the buffers, of STD's ~220 ms step.
+  a fresh ``_foreach_sub`` result (91 MB for MiniLM) costs page faults every step, a large share of the
+  penalty's cost (L2-SP's step vs STD's: results/perf/methods.md).
 - The word-embedding matrix (half of MiniLM's encoder) is handled row-wise (``sparse_embedding_rows``, on by
   default; computation only, same training bit for bit — tested): a row whose token has not appeared in any batch
   yet has had zero gradient and, with no AdamW decay on it (``encoder_weight_decay`` = 0), has not moved — so
   w − w0 = 0 there and its penalty and gradient are exactly zero. Only the rows seen so far are subtracted, added
-  to the gradient and counted; few-shot runs touch a few thousand of 30k rows. Measured here (30 steps of 16
-  SST-2 sentences): L2-SP's step 1.20× STD's with dense embeddings, 1.10× row-wise (~36 → ~17 ms over STD's
-  ~175 ms). With encoder decay on, every row moves: the dense path.
+  to the gradient and counted; few-shot runs touch a few thousand of 30k rows, which roughly halves the
+  penalty's cost over STD's step (the current ratio, row-wise: results/perf/methods.md). With encoder decay on,
+  every row moves: the dense path.
 - Parameters that get no task gradient this step (the pooler under mean/cls pooling) get no penalty gradient
   either, so they stay untouched exactly as under STD; they never leave w0, so their penalty is zero anyway.
 - α defaults to 0.01, the log-midpoint of the search range ``log[1e-4, 1]``. The decoupled PriorWD variant is not

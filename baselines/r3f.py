@@ -11,7 +11,8 @@ Design choices (where METHODS.md leaves them to us, or where we follow the refer
   position gets noise, padding included (fairseq does; padding is masked out of attention and of the loss anyway).
 - As in fairseq, the noisy forward starts from *detached* embeddings (the embedding table learns only through the
   clean path), and the symmetric KL keeps gradients through both distributions (no stop-gradient). The clean
-  distribution is the loop's own forward, so R3F costs one extra forward/backward per step (≈ 2× STD).
+  distribution is the loop's own forward, so R3F costs one extra forward/backward per step (measured cost:
+  results/perf/methods.md).
 - The divergence sums over classes and averages over examples (fairseq's ``sum / batch size``). Token tasks: per-token
   KL averaged over non-pad tokens (attention mask; special tokens included). Multiple choice: the distribution over
   choices. Regression: the mean squared difference of the two scalar outputs (symmetric by construction, no 2×).
@@ -106,7 +107,7 @@ class R3FConfig(MethodConfig):
 @register_method
 class R3F(Method):
     name = "r3f"
-    relative_step_cost = 1.9  # a second forward/backward per step, measured 1.94× (perf/methods.md)
+    relative_step_cost = 1.9  # a second forward/backward per step; the measured ratio: results/perf/methods.md
     summary = "Aghajanyan et al. 2021: symmetric KL between clean and token-embedding-noised outputs"
     config_class = R3FConfig
 

@@ -14,7 +14,7 @@ One step:
    default ``norm_level`` 0), detached;
 4. forward from embeddings + δ (embeddings not detached, as in the reference) and the smoothness loss
    KL(sg(clean) ‖ noisy) + KL(sg(noisy) ‖ clean): each direction stops the gradient of its target, as mt-dnn's
-   ``SymKlCriterion`` does. Cost ≈ 3× an STD step.
+   ``SymKlCriterion`` does. Three forward passes per step (measured cost: results/perf/methods.md).
 
 Design choices (where METHODS.md leaves them to us, or where we depart from the reference code):
 - "Embeddings" are the token embeddings in the HF encoder's ``inputs_embeds`` slot (``TaskModel.embed``), where
@@ -74,7 +74,7 @@ class SmartConfig(MethodConfig):
 @register_method
 class Smart(Method):
     name = "smart"
-    relative_step_cost = 2.6  # three passes per step, measured 2.57× (perf/methods.md)
+    relative_step_cost = 2.6  # three passes per step; the measured ratio: results/perf/methods.md
     summary = "Jiang et al. 2020: one L∞-normalised ascent step on embedding noise, symmetric-KL smoothness loss"
     config_class = SmartConfig
 

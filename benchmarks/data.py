@@ -83,7 +83,8 @@ def _load_from_hub(task: TaskSpec, hub: Any, source_split: str, expected: Path |
         ds = datasets.load_dataset(name, config, split=source_split)
     except Exception as err:  # offline, unknown name, …: the message must say what to fix
         missing = f"mirror file {expected} is missing and " if expected else "no data directory was found and "
-        raise DataError(f"{missing}hub dataset {name}/{config or ''} could not be loaded ({type(err).__name__}); set REGBENCH_DATA_DIR to the Parquet mirror") from None
+        raise DataError(f"{missing}hub dataset {name}/{config or ''} could not be loaded ({type(err).__name__}); "
+                        "set REGBENCH_DATA_DIR to the Parquet mirror") from None
     return Split(ds, f"hub:{name}/{config or ''}:{source_split}")
 
 
@@ -167,7 +168,8 @@ def _tokenize_fn(task: TaskSpec, tokenizer: PreTrainedTokenizerBase, max_length:
             enc["labels"] = batch[task.label_column]
         else:
             enc = tokenizer(*input_texts(task, batch), truncation=True, max_length=max_length)
-            enc["labels"] = [float(y) for y in batch[task.label_column]] if task.is_regression else batch[task.label_column]
+            labels = batch[task.label_column]
+            enc["labels"] = [float(y) for y in labels] if task.is_regression else labels
         enc["idx"] = indices
         return dict(enc)
 

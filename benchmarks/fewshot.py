@@ -79,7 +79,8 @@ def check_size_fits(task: TaskSpec, labels: list, size: SizeSpec, dev_size: int 
     _, counts = np.unique(np.asarray(labels), return_counts=True)
     if len(counts) < task.num_labels or counts.min() < 2 * size.per_class:
         smallest = 0 if len(counts) < task.num_labels else int(counts.min())
-        return f"{size.label} needs {2 * size.per_class} examples per class (train + dev), its smallest class has {smallest}"
+        return (f"{size.label} needs {2 * size.per_class} examples per class (train + dev), its smallest class has "
+                f"{smallest}")
     return None
 
 

@@ -33,7 +33,8 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
         return default_data_dir()
     path = Path(data_dir)
     if not path.is_dir():
-        raise DataError(f"data directory {path} does not exist; point --data-dir or REGBENCH_DATA_DIR at the Parquet mirror (e.g. ../shared/data)")
+        raise DataError(f"data directory {path} does not exist; point --data-dir or REGBENCH_DATA_DIR at the Parquet "
+                        "mirror (e.g. ../shared/data)")
     return path
 
 
@@ -67,5 +68,6 @@ def split_source(task: TaskSpec, split: str) -> tuple[str, str | None, Any]:
     ``{split, mirror, hub}`` overrides it (e.g. QNLI trains on a pool from another mirror dir than its test set)."""
     entry = task.splits[split]
     if isinstance(entry, dict):
-        return str(entry["split"]), entry.get("mirror", task.source.get("mirror")), entry.get("hub", task.source.get("hub"))
+        return (str(entry["split"]), entry.get("mirror", task.source.get("mirror")),
+                entry.get("hub", task.source.get("hub")))
     return str(entry), task.source.get("mirror"), task.source.get("hub")

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from regbench.benchmarks.noise import NoiseSpec, apply_noise, check_task_support
 from regbench.benchmarks.taskspec import TaskSpec, get_task
 
 from . import extras, records, tracking
+from .devices import resolve_device
 from .errors import DataError
 from .method import get_method
 from .model import DEFAULT_MODEL, TaskModel, load_pretrained
@@ -109,7 +110,8 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
 
         start = time.perf_counter()
         torch.manual_seed(seeds["init"])  # dropout and anything the method draws from the global stream
-        model = TaskModel(pretrained, task.type, task.num_labels, config.pooling, config.dropout, head_seed=seeds["init"])
+        model = TaskModel(pretrained, task.type, task.num_labels, config.pooling, config.dropout,
+                          head_seed=seeds["init"])
         result = train(model, method, task, data, config.train, seeds["init"], pretrained.tokenizer.pad_token_id,
                        on_epoch_end=epoch_end)
         wall = time.perf_counter() - start
@@ -122,7 +124,8 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
         extras.attach(record, post, t, result.best_epoch or 0)  # → record["metrics"]["ood"], record["collapse"]
         if config.write_record:
             records.write_record(record_path, record)
-        t.log_metrics({f"test/{k}": v for k, v in (record["metrics"]["test"] or {}).items()}, step=result.best_epoch or 0)
+        t.log_metrics({f"test/{k}": v for k, v in (record["metrics"]["test"] or {}).items()},
+                      step=result.best_epoch or 0)
         t.log_dict_artifact(record, "record.json")
         t.log_dict_artifact(run_config, "config.yaml")
         t.set_tags({"status": result.status, **({"record": str(record_path)} if config.write_record else {})})
@@ -163,8 +166,9 @@ def prepare_data(task: TaskSpec, config: RunConfig, tokenizer: Any, data_seed: i
         plan = plan_split(task, pool.labels(), size.total, config.dev_size, data_seed)
     if config.max_test_examples and config.max_test_examples < len(test):
         test = test.subset(stratified_subsample(task, test.labels(), config.max_test_examples, seed=0))
-    info = {
-        "pool_size": len(pool), "pool_excluded_test_duplicates": full_pool - len(pool), "train_size": len(plan.train), "dev_size": len(plan.dev), "test_size": len(test),
+    info: dict[str, Any] = {
+        "pool_size": len(pool), "pool_excluded_test_duplicates": full_pool - len(pool), "train_size": len(plan.train),
+        "dev_size": len(plan.dev), "test_size": len(test),
         "test_capped": bool(config.max_test_examples and len(test) == config.max_test_examples),
         "train_ids_sha256": _hash([pool.features[i]["idx"] for i in plan.train]),
         "dev_ids_sha256": _hash([pool.features[i]["idx"] for i in plan.dev]),
@@ -175,7 +179,7 @@ def prepare_data(task: TaskSpec, config: RunConfig, tokenizer: Any, data_seed: i
     noise = NoiseSpec(config.noise_rate, config.noise_type)
     train_set, info["noise_train"] = apply_noise(task, pool.subset(plan.train).features, noise, noise_seed)
     dev_set, info["noise_dev"] = apply_noise(task, pool.subset(plan.dev).features, noise, noise_seed + 1)
-    data = {"train": train_set, "dev": dev_set, "test": test.features if config.evaluate_test else None}
+    data: dict[str, Any] = {"train": train_set, "dev": dev_set, "test": test.features if config.evaluate_test else None}
     return data, info
 
 
@@ -185,7 +189,8 @@ def _check_labels(task: TaskSpec, pool: Encoded) -> None:
     labels = set(pool.labels())
     bad = [y for y in labels if not (isinstance(y, int) and 0 <= y < task.num_labels)]
     if bad:
-        raise DataError(f"task {task.name!r}: label {bad[0]!r} in {pool.source} is outside 0..{task.num_labels - 1} (fix num_labels/label_names)")
+        raise DataError(f"task {task.name!r}: label {bad[0]!r} in {pool.source} is outside 0..{task.num_labels - 1} "
+                        "(fix num_labels/label_names)")
 
 
 def describe(config: RunConfig, task: TaskSpec, method: Any, model_checksum: str) -> dict[str, Any]:
@@ -194,7 +199,8 @@ def describe(config: RunConfig, task: TaskSpec, method: Any, model_checksum: str
         "suite_version": SUITE_VERSION,
         "task": task.key(),
         "method": {"name": method.name, "params": method.config.to_dict()},
-        "model": {"name": config.model, "checksum": model_checksum, "pooling": config.pooling, "dropout": config.dropout},
+        "model": {"name": config.model, "checksum": model_checksum, "pooling": config.pooling,
+                  "dropout": config.dropout},
         "data": {"train_size": parse_size(config.train_size).label, "dev_size": config.dev_size,
                  "noise": {"rate": config.noise_rate, "type": config.noise_type} if config.noise_rate else None,
                  "max_test_examples": config.max_test_examples, "max_length": config.max_length},
@@ -238,8 +244,9 @@ def build_record(config: RunConfig, task: TaskSpec, method_name: str, run_config
                                               result.test.references) if result.test else None
     meta = records.collect_provenance(model_name=config.model, model_checksum=model_checksum,
                                       data_files=[f for f in data_info["files"] if not f.startswith("hub:")],
-                                      device=str(config.train.device))
-    return records.build_record(run_info=run_info, train_info=train_info, metrics=metrics, predictions=predictions, meta_info=meta)
+                                      device=str(resolve_device(config.train.device)))  # as run: never "auto"
+    return records.build_record(run_info=run_info, train_info=train_info, metrics=metrics, predictions=predictions,
+                                meta_info=meta)
 
 
 def _prediction_kind(task: TaskSpec) -> str:
@@ -269,7 +276,7 @@ class _NoTracking:
     def __enter__(self) -> _NoTracking:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:
         return False
 
     def log_params(self, params: Any) -> None:

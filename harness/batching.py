@@ -57,13 +57,14 @@ def _pad(rows: Sequence[Sequence[int]], width: int, value: int) -> torch.Tensor:
     return out
 
 
-def batch_order(lengths: Sequence[int], batch_size: int, generator: torch.Generator, group_factor: int = 0) -> list[list[int]]:
+def batch_order(lengths: Sequence[int], batch_size: int, generator: torch.Generator,
+                group_factor: int = 0) -> list[list[int]]:
     """Index batches for one training epoch: shuffled, and length-grouped when ``group_factor`` > 0."""
     perm = torch.randperm(len(lengths), generator=generator).tolist()
     if group_factor <= 0:
         return [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
     mega = batch_size * group_factor
-    batches = []
+    batches: list[list[int]] = []
     for start in range(0, len(perm), mega):
         chunk = sorted(perm[start : start + mega], key=lambda i: lengths[i], reverse=True)
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
@@ -77,7 +78,8 @@ def eval_order(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def iterate(features: Sequence[dict[str, Any]], order: list[list[int]], pad_id: int, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+def iterate(features: Sequence[dict[str, Any]], order: list[list[int]], pad_id: int,
+            device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
     non_blocking = device.type == "cuda"
     for indices in order:
         batch = collate([features[i] for i in indices], pad_id)

@@ -1,6 +1,6 @@
 """``regbench plan --speed auto``: how fast this host trains, relative to the plan's reference machine.
 
-Hosts differ by up to ~2.5× in speed (and one host drifts from day to day), so a fixed cost model is only right on
+Hosts differ severalfold in speed (and one host drifts from day to day), so a fixed cost model is only right on
 the machine it was fitted on. This measures the profile's model on this host in a few seconds — a handful of
 training steps (forward, loss, backward, fused AdamW step) on random token batches at two sequence lengths — and
 returns the ratio of the plan's predicted time for those same examples to the measured time: the ``--speed`` that

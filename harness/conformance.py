@@ -1,7 +1,7 @@
 """Method conformance: the checks every registered method must pass, runnable on any installed method.
 
-    python -m regbench.harness.conformance NAME [--param k=v ...]        run every check, print a report
-    python -m regbench.harness.conformance --update-golden NAME [...]     (re)write golden losses (``all`` = every method)
+    python -m regbench.harness.conformance NAME [--param k=v ...]      run every check, print a report
+    python -m regbench.harness.conformance --update-golden NAME [...]   (re)write golden losses (``all`` = every method)
 
 Each check trains the method through the real loop (``harness.train.train``) on the tiny random BERT
 (``tiny-random-bert``) with small synthetic in-memory tasks, one per task type (classification, regression, token
@@ -237,7 +237,8 @@ def _count(model: torch.nn.Module) -> int:
 
 def _hooks(module: torch.nn.Module) -> int:
     return sum(len(getattr(module, a)) for a in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
-                                                 "_backward_pre_hooks", "_state_dict_hooks", "_load_state_dict_pre_hooks"))
+                                                 "_backward_pre_hooks", "_state_dict_hooks",
+                                                 "_load_state_dict_pre_hooks"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -106,7 +106,7 @@ def _raised_reading_parquet(err: BaseException) -> bool:
     return isinstance(err, OSError | ValueError) and ("/pyarrow/" in where or "packaged_modules/parquet" in where)
 
 
-def _chain(err: BaseException) -> list[BaseException]:
+def _chain(err: BaseException | None) -> list[BaseException]:
     seen: list[BaseException] = []
     while err is not None and err not in seen:
         seen.append(err)

@@ -48,6 +48,7 @@ from .cells import (  # noqa: F401 — re-exported: grid.cell_key, grid.block_ke
     template,
     with_params,
 )
+from .devices import resolve_device
 from .errors import ConfigError, Fault, RegbenchError, describe_fault
 from .method import METHODS
 from .profiles import Profile
@@ -132,7 +133,7 @@ def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
         tuning = tune.summary(study)
         best = tuning["best_params"] or {"lr": base.train.lr}
         finals = [_final_or_error(ctx, base, cell, best, seed, parent.run_id, bar) for seed in profile.seeds]
-        summary = _cell_summary(cell, profile, tuning, finals, time.perf_counter() - start, ran)
+        summary = _cell_summary(cell, profile, tuning, finals, time.perf_counter() - start, ran, base.train.device)
         _log_cell(parent, summary)
     _write_json(ctx.out_dir / "cells" / cell.task / cell.method.replace("+", "p") / f"{cell.key}.json", summary)
     return summary
@@ -267,13 +268,21 @@ def _cell_tracker(ctx: GridContext, cell: Cell) -> Any:
 
 
 def _cell_summary(cell: Cell, profile: Profile, tuning: dict[str, Any], finals: list[dict[str, Any]],
-                  seconds: float, ran: int) -> dict[str, Any]:
+                  seconds: float, ran: int, device: str = "cpu") -> dict[str, Any]:
     return {"cell_key": cell.key, "block_key": cell.block, "profile": profile.name, "task": cell.task,
             "size": cell.size, "noise_rate": cell.noise, "noise_type": profile.noise_type if cell.noise else "none",
             "method": cell.method, "budget": profile.trials, "trials_run_now": ran, "protocol": protocol(profile),
             **tuning, "finals": finals,
-            "wall_seconds": seconds, "cpu_seconds": tuning["trial_seconds"] + sum(f.get("seconds") or 0 for f in finals),
-            "gpu_seconds": 0.0}
+            "wall_seconds": seconds,
+            **compute_seconds(tuning["trial_seconds"] + sum(f.get("seconds") or 0 for f in finals), device)}
+
+
+def compute_seconds(seconds: float, device: str) -> dict[str, float]:
+    """What a cell's runs (trials + final runs, their wall time) cost, by the device they trained on: GPU-seconds
+    when ``device`` (a run's ``train.device``; ``auto`` as this host resolves it) is a CUDA device, CPU-seconds
+    otherwise; the other is 0."""
+    on_gpu = resolve_device(device).type == "cuda"
+    return {"cpu_seconds": 0.0 if on_gpu else seconds, "gpu_seconds": seconds if on_gpu else 0.0}
 
 
 def protocol(profile: Profile) -> dict[str, Any]:

@@ -5,7 +5,7 @@ them back through ``inputs_embeds``), the sentence representation ``h(x)`` that 
 it; token tasks use every non-pad token state), and the logits.
 
 Pretrained weights are read from disk once per process and kept in memory (``load_pretrained``): a grid runs many
-short trainings of the same checkpoint, and re-reading it costs ~2 s each time.
+short trainings of the same checkpoint, and re-reading it would cost seconds each time.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Pretrained:
     default_pooling: str
 
     # One loaded encoder per dropout setting, copied for every run: ``from_config`` initialises every weight at random
-    # before the checkpoint overwrites them, which measured ~0.25 s of a MiniLM build (a deepcopy ~0.05 s).
+    # before the checkpoint overwrites them, most of a MiniLM build's time (a deepcopy is several times cheaper).
     _templates: dict[float | None, nn.Module] = field(default_factory=dict, repr=False, compare=False)
 
     def build_encoder(self, dropout: float | None = None) -> nn.Module:
@@ -73,7 +73,8 @@ class Pretrained:
         missing, unexpected = encoder.load_state_dict(self.state_dict, strict=False, assign=True)
         # Sentence-embedding checkpoints may ship without the pooler; it is only used with pooling="pooler".
         if unexpected or any(not key.startswith("pooler.") for key in missing):
-            raise ConfigError(f"checkpoint {self.name!r} does not fit its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise ConfigError(f"checkpoint {self.name!r} does not fit its config: missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}")
         return encoder
 
 
@@ -96,7 +97,8 @@ def load_pretrained(name: str = DEFAULT_MODEL) -> Pretrained:
     except OSError as err:
         raise ConfigError(
             f"cannot load model {name!r}: not a local checkpoint directory and not reachable on the hub "
-            f"(use 'minilm', '{TINY_MODEL}', a local path or a hub name with network access): {str(err).splitlines()[0]}"
+            f"(use 'minilm', '{TINY_MODEL}', a local path or a hub name with network access): "
+            f"{str(err).splitlines()[0]}"
         ) from None
     # Sentence-embedding checkpoints (sentence-transformers layout) were trained with mean pooling.
     pooling = "mean" if (Path(path) / "modules.json").exists() or "MiniLM" in name else "cls"

@@ -56,6 +56,7 @@ def map_label(task: TaskSpec, name: str, label: Any) -> Any:
 
 
 def _map_one(task: TaskSpec, name: str, mapping: Mapping[int, int | None] | None, label: int, allow_drop: bool) -> Any:
+    target: int | None
     if mapping is None:
         target = label
     elif label in mapping:

@@ -210,7 +210,8 @@ def _wait_until_up(uri: str, server: subprocess.Popen, timeout: float = 60.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RegbenchError(f"the loopback mlflow server exited with code {server.returncode}; see mlflow-server.log")
+            raise RegbenchError(f"the loopback mlflow server exited with code {server.returncode}; "
+                                "see mlflow-server.log")
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=2):
                 return

@@ -1,18 +1,18 @@
 """``regbench plan``: the cells of a profile, how many runs they need and what they should cost, before running.
 
-The estimate is a cost model calibrated on this project's reference machine (2 CPU cores, MiniLM, fp32): one
-example costs ``A + B·L`` seconds to evaluate at average token length ``L`` (fitted to 176 ex/s on SST-2 and 60 ex/s on
-RTE) and ``TRAIN_FACTOR`` times that to train (42 samples/s on SST-2), scaled by the model's size relative to MiniLM
-and by a method's ``relative_step_cost`` (SMART ≈ 3, R3F ≈ 2; default 1). A trial trains the full epochs (pruning
+The estimate is a cost model calibrated on this project's reference machine (2 CPU cores, MiniLM, fp32): one example
+costs ``A + B·L`` seconds to evaluate at average token length ``L`` (fitted to 176 ex/s on SST-2 and 60 ex/s on RTE) and
+``TRAIN_FACTOR`` times that to train (42 samples/s on SST-2), scaled by the model's size relative to MiniLM and by a
+method's ``relative_step_cost`` (default 1; measured: results/perf/methods.md). A trial trains the full epochs (pruning
 only makes it cheaper) and evaluates dev every epoch; a final run adds the test set and its post-training extras
-(profile keys ``ood``/``collapse``): a forward over each capped OOD set at its own token length, and the collapse
-probes (fine-tuned and pretrained encoders over the probe set at the task's length and the transfer task's train/test
-sets at theirs). Every final run trains afresh (suite version 2: the tuning seed is never a reported seed), and a run
-evaluates dev ``evals`` times (profile key; default one per epoch), whatever its method's length. Other hardware: pass
-``--speed`` (e.g. 10 for a GPU that is ten times faster), or ``--speed auto``: a few training steps of the profile's
-model on this host, timed against this model (harness.calibrate) — hosts differ by up to ~2.5×, so calibrate first.
-The plan prints its assumptions. The constants below are the reference machine's; on the quick grid of 2026-12-05
-the uncalibrated plan was 44% above the measured wall time and ``--speed auto`` 17% below it (README).
+(profile keys ``ood``/``collapse``): a forward over each capped OOD set at its own token length, and the collapse probes
+(fine-tuned and pretrained encoders over the probe set at the task's length and the transfer task's train/test sets at
+theirs). Every final run trains afresh (suite version 2: the tuning seed is never a reported seed), and a run evaluates
+dev ``evals`` times (profile key; default one per epoch), whatever its method's length. Other hardware: pass ``--speed``
+(e.g. 10 for a GPU that is ten times faster), or ``--speed auto``: a few training steps of the profile's model on this
+host, timed against this model (harness.calibrate) — hosts differ severalfold, so calibrate first. The plan prints its
+assumptions. The constants below are the reference machine's; how far the uncalibrated and the calibrated plan were from
+a real grid's wall time: README, "Speed".
 """
 
 from __future__ import annotations
@@ -170,4 +170,6 @@ def render(profile: Profile, table: pd.DataFrame, speed: float = 1.0, notes: lis
 def _duration(minutes: float) -> str:
     if minutes < 90:
         return f"{minutes:.1f} min"
-    return f"{minutes / 60:.1f} h" if minutes < 48 * 60 else f"{minutes / 60 / 24:.1f} days ({math.ceil(minutes / 60)} h)"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes / 60 / 24:.1f} days ({math.ceil(minutes / 60)} h)"

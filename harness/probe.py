@@ -41,7 +41,8 @@ def synthetic_task(task_type: str) -> TaskSpec:
 def synthetic_data(task_type: str) -> dict[str, list[dict[str, Any]]]:
     """Random token sequences of varied length (so padding and length grouping are exercised), fixed labels."""
     generator = torch.Generator().manual_seed(0)
-    features, idx = [], 0
+    features: list[dict[str, Any]] = []
+    idx = 0
     data: dict[str, list[dict[str, Any]]] = {}
     for split, size in SIZES.items():
         features = []

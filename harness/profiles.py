@@ -273,7 +273,8 @@ def _check(profile: Profile, where: str) -> None:
         raise ConfigError(f"{where}: trials must be an integer ≥ 1, got {profile.trials!r}")
     if any(not isinstance(s, int) for s in profile.seeds) or len(set(profile.seeds)) != len(profile.seeds):
         raise ConfigError(f"{where}: seeds must be distinct integers, got {list(profile.seeds)}")
-    if isinstance(profile.tune_seed, bool) or not isinstance(profile.tune_seed, int) or profile.tune_seed in profile.seeds:
+    tune_seed = profile.tune_seed
+    if isinstance(tune_seed, bool) or not isinstance(tune_seed, int) or tune_seed in profile.seeds:
         raise ConfigError(f"{where}: tune_seed must be an integer outside seeds (trials tune on a split that is never "
                           f"reported), got {profile.tune_seed!r} with seeds {list(profile.seeds)}")
     for key in ("startup_trials", "evals"):

@@ -21,13 +21,13 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import RegbenchError
+from .version import __version__, package_version
 
 SCHEMA_VERSION = 1
 SECTIONS = ("run_info", "train_info", "metrics", "predictions", "meta_info")
@@ -86,13 +86,6 @@ def _changes_code(status_line: str) -> bool:
     return not (status_line.startswith("? ") and status_line[2:].startswith("results/"))
 
 
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 LOCK_FILE = "requirements-lock.txt"  # at the repository root: what nox, tox and CI install (hashes, exact pins)
 
 
@@ -115,9 +108,9 @@ def collect_provenance(*, model_name: str, model_checksum: str | None, data_file
     """``meta_info``: everything needed to tell whether two records are comparable (same code, stack, data)."""
     return {
         "schema_version": SCHEMA_VERSION,
-        "regbench_version": _version("regbench") or "unknown",
+        "regbench_version": __version__,
         "git": _git_state(),
-        "packages": {name: _version(name) for name in PACKAGES},
+        "packages": {name: package_version(name) for name in PACKAGES},
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device,

@@ -117,7 +117,9 @@ def _task_difference(described: dict[str, Any], config: Any) -> str | None:
     except RegbenchError:
         return f"unknown task {config.task!r} here (add its YAML with --tasks-dir)"
     want = described["task"].get("version")
-    return None if task.version == want else f"task {task.name} is version {task.version} here, the record's is version {want}"
+    if task.version == want:
+        return None
+    return f"task {task.name} is version {task.version} here, the record's is version {want}"
 
 
 def _model_difference(described: dict[str, Any], config: Any) -> str | None:
@@ -147,11 +149,12 @@ def _data_difference(meta: dict[str, Any], config: Any) -> str | None:
 
 def environment_difference(meta: dict[str, Any]) -> str | None:
     """Packages (and the lock file) that differ from the record's, named; None when they match."""
-    from .records import PACKAGES, _version, lock_state
+    from .records import PACKAGES, lock_state
+    from .version import package_version
 
     wanted = meta.get("packages") or {}
-    differ = [f"{name} {_version(name)} here vs {wanted[name]}" for name in PACKAGES
-              if name in wanted and _version(name) != wanted[name]]
+    differ = [f"{name} {package_version(name)} here vs {wanted[name]}" for name in PACKAGES
+              if name in wanted and package_version(name) != wanted[name]]
     lock_then, lock_now = (meta.get("environment") or {}).get("lock_sha256"), lock_state()["lock_sha256"]
     if lock_then and lock_now and lock_then != lock_now:
         differ.append(f"lock file sha256 {lock_now[:12]} here vs {lock_then[:12]}")

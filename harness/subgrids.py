@@ -23,8 +23,10 @@ def parse_blocks(value: Any, tasks: tuple[str, ...], sizes: tuple[Any, ...], noi
     from regbench.benchmarks.fewshot import parse_size
 
     if not isinstance(value, list) or not value or not all(isinstance(b, dict) for b in value):
-        raise ConfigError(f"{where}: blocks must be a non-empty list of {{tasks, sizes, noise}} mappings, got {value!r}")
-    whole = {"tasks": list(tasks), "sizes": [parse_size(s).label for s in sizes], "noise": [float(n) for n in noise]}
+        raise ConfigError(f"{where}: blocks must be a non-empty list of {{tasks, sizes, noise}} mappings, "
+                          f"got {value!r}")
+    whole: dict[str, list[Any]] = {"tasks": list(tasks), "sizes": [parse_size(s).label for s in sizes],
+                                   "noise": [float(n) for n in noise]}
     found: list[Combination] = []
     for number, block in enumerate(value, 1):
         unknown = sorted(set(block) - set(whole))

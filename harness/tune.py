@@ -210,7 +210,7 @@ def is_live(trial: FrozenTrial) -> bool:
     return is_alive(worker)
 
 
-def close_stale_trials(study: optuna.Study, on_close: Callable[[int], None] | None = None) -> list[int]:
+def close_stale_trials(study: optuna.Study, on_close: Callable[[int], object] | None = None) -> list[int]:
     """Mark RUNNING trials of dead workers FAIL (they stop counting; their slot is redone): on this host, a worker
     whose process is gone; on any host, where the storage keeps heartbeats (a database, harness.storage), a trial
     whose heartbeat is older than the grace period."""
@@ -241,7 +241,7 @@ def counted(study: optuna.Study) -> int:
 
 def tune(study: optuna.Study, budget: int, space: dict[str, BaseDistribution],
          objective: Callable[[optuna.Trial], TrialOutcome], on_trial: Callable[[], None] | None = None,
-         on_stale: Callable[[int], None] | None = None, poll_seconds: float = 2.0) -> int:
+         on_stale: Callable[[int], object] | None = None, poll_seconds: float = 2.0) -> int:
     """Run trials until the budget is used up, then wait for other workers' running trials; returns how many this
     call ran. Before each trial, trials of dead workers are closed (``on_stale`` gets their numbers), so a slot lost
     meanwhile, on this host or another, is redone now.

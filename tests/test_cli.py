@@ -7,7 +7,8 @@ import yaml
 
 from regbench.harness.cli import main
 
-TINY_RUN = ["run", "--model", "tiny-random-bert", "--train-size", "16", "--epochs", "1", "--max-test", "20", "--no-track"]
+TINY_RUN = ["run", "--model", "tiny-random-bert", "--train-size", "16", "--epochs", "1", "--max-test", "20",
+            "--no-track"]
 
 
 @pytest.mark.parametrize("command", [[], ["run"], ["ls"], ["validate"], ["plan"], ["bench"], ["check-method"]])
@@ -78,7 +79,8 @@ def test_bad_input_gives_one_line_and_writes_nothing(args, message, tmp_path, ca
 
 def test_missing_column_in_task_yaml(tmp_path, capsys, data_dir):
     out_dir = tmp_path / "out"
-    argv = [*TINY_RUN, "--tasks-dir", str(_bad_task_dir(tmp_path)), "--task", "badcol", "--data-dir", data_dir, "--out", str(out_dir)]
+    argv = [*TINY_RUN, "--tasks-dir", str(_bad_task_dir(tmp_path)), "--task", "badcol", "--data-dir", data_dir,
+            "--out", str(out_dir)]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "needs column 'text'" in err and "columns: sentence, label, idx" in err

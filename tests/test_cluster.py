@@ -202,7 +202,8 @@ def test_a_trial_failed_meanwhile_by_another_worker_does_not_stop_this_one(tmp_p
 
 def test_a_bad_heartbeat_setting_is_one_line_before_any_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(HEARTBEAT_ENV, "1m")
-    with pytest.raises(ConfigError, match=r"REGBENCH_HEARTBEAT_SECONDS must be a whole number of seconds ≥ 1, got '1m'"):
+    message = r"REGBENCH_HEARTBEAT_SECONDS must be a whole number of seconds ≥ 1, got '1m'"
+    with pytest.raises(ConfigError, match=message):
         open_storage(tmp_path, f"sqlite:///{tmp_path / 'optuna.db'}")
     assert main(["bench", "--profile", str(write_profile(tmp_path)), "--out", str(tmp_path / "out")]) == 2
     assert "REGBENCH_HEARTBEAT_SECONDS" in capsys.readouterr().err and not (tmp_path / "out").exists()

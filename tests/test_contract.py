@@ -52,7 +52,8 @@ def test_record_sections_and_fields_are_pinned(data_dir, tmp_path):
 def test_committed_grids_keep_their_cell_keys(profile):
     """Every committed cell summary is found again under the key the code computes today (a grid being run in chunks,
     like small, has committed a subset of its cells)."""
-    committed = {json.loads(p.read_text())["cell_key"] for p in (ROOT / "results" / profile / "cells").glob("*/*/*.json")}
+    cells = (ROOT / "results" / profile / "cells").glob("*/*/*.json")
+    committed = {json.loads(p.read_text())["cell_key"] for p in cells}
     if not committed:
         pytest.skip(f"results/{profile}/cells holds no committed cell summary yet")
     planned = {cell.key for cell in grid.plan_cells(load_profile(profile)) if cell.na is None}

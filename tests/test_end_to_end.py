@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from regbench.harness import records
 from regbench.harness.api import run
+from regbench.harness.devices import resolve_device
 
 TASK_TYPES = {"sst2": "accuracy", "rte": "accuracy", "stsb": "pearson", "conll2003": "f1"}
 
@@ -21,6 +22,8 @@ def test_each_task_type_runs_end_to_end(tiny_config, task):
     test = record["metrics"]["test"]
     assert TASK_TYPES[task] in test and not math.isnan(test["primary"]) or task == "stsb"
     assert record["run_info"]["status"] in {"ok", "failed"}
+    asked = record["run_info"]["config"]["train"]["device"]
+    assert record["meta_info"]["device"] == str(resolve_device(asked))  # the device it ran on, never "auto"
     assert len(record["train_info"]["dev_curve"]) == 2
     assert record["train_info"]["best_epoch"] in {1, 2}
     assert len(record["predictions"]["ids"]) == record["train_info"]["data"]["test_size"] == 40

@@ -44,7 +44,8 @@ def test_shipped_profiles_load_and_include_std():
      "pruner halving takes min_resource, reduction_factor, not 'reduction_factr'; did you mean 'reduction_factor'"),
     ({"pruner": {"type": "median", "min_resource": 2}}, "pruner median takes n_startup_trials, n_warmup_steps, not"),
     ({"pruner": {"type": "halving", "reduction_factor": 1}}, "pruner reduction_factor must be an integer ≥ 2, got 1"),
-    ({"blocks": [{"tasks": ["trec"]}]}, r"blocks\[1\].tasks must list values from the profile's tasks \['sst2'\], got 'trec'"),
+    ({"blocks": [{"tasks": ["trec"]}]},
+     r"blocks\[1\].tasks must list values from the profile's tasks \['sst2'\], got 'trec'"),
     ({"blocks": [{"noise": [0.4]}]}, r"blocks\[1\].noise must list values from the profile's noise \[0.0\], got 0.4"),
     ({"blocks": [{"task": ["sst2"]}]}, "blocks\\[1\\] has unknown key 'task'"),
     ({"blocks": []}, "blocks must be a non-empty list"),
@@ -72,7 +73,8 @@ def test_cell_keys_are_stable_and_distinct(data_dir):
     more_seeds = parse_profile({**BASE, "noise": [0.0, 0.2], "methods": ["std", "std++"], "sizes": ["n16", "k8"],
                                 "seeds": [1, 2, 3], "trials": 5}, "t")
     assert [c.key for c in grid.plan_cells(more_seeds, data_dir)] == [c.key for c in first]  # budget/seeds: same study
-    other_space = parse_profile({**BASE, "search_space": {"std": {"lr": {"low": 1e-4, "high": 1e-3, "log": True}}}}, "t")
+    lr = {"low": 1e-4, "high": 1e-3, "log": True}
+    other_space = parse_profile({**BASE, "search_space": {"std": {"lr": lr}}}, "t")
     assert grid.plan_cells(other_space, data_dir)[0].key != first[0].key
 
 
@@ -309,3 +311,12 @@ def test_no_final_record_is_a_tuning_trial_or_carries_the_tuning_seed(tmp_path, 
 def test_a_profile_may_not_tune_on_a_reported_seed(tmp_path):
     with pytest.raises(ConfigError, match="tune_seed must be an integer outside seeds"):
         load_profile(str(write_profile(tmp_path, tune_seed=1)))
+
+
+def test_cell_cost_is_gpu_seconds_on_a_cuda_device_and_cpu_seconds_otherwise(monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr(grid, "resolve_device", lambda name: torch.device("cuda" if name == "auto" else name))
+    assert grid.compute_seconds(12.5, "cuda:0") == {"cpu_seconds": 0.0, "gpu_seconds": 12.5}
+    assert grid.compute_seconds(12.5, "auto") == {"cpu_seconds": 0.0, "gpu_seconds": 12.5}  # auto found a GPU
+    assert grid.compute_seconds(12.5, "cpu") == {"cpu_seconds": 12.5, "gpu_seconds": 0.0}

@@ -49,7 +49,8 @@ def test_f1_macro_matches_sklearn_on_multiclass() -> None:
 
 
 def test_f1_average_at_compute_time_names_the_key() -> None:
-    result = TableMetric("f1", keep_in_memory=True).compute(predictions=[0, 2, 1], references=[0, 1, 1], average="micro")
+    metric = TableMetric("f1", keep_in_memory=True)
+    result = metric.compute(predictions=[0, 2, 1], references=[0, 1, 1], average="micro")
     assert result == {"f1_micro": pytest.approx(2 / 3)}
     assert get_metric("f1").compute([0, 2, 1], [0, 1, 1], average="micro") == result
 

@@ -213,6 +213,7 @@ def test_end_to_end_on_each_task_type(tiny_config, task):
     assert Path(record["_path"]).exists()
     assert record["run_info"]["status"] in {"ok", "failed"}
     # one AE warm-up epoch + the profile's epoch, evaluated once: the warm-up is not part of the main phase
-    assert len(record["train_info"]["epoch_seconds"]) == 2 and [p["epoch"] for p in record["train_info"]["dev_curve"]] == [2]
+    assert len(record["train_info"]["epoch_seconds"]) == 2
+    assert [p["epoch"] for p in record["train_info"]["dev_curve"]] == [2]
     assert record["train_info"]["epoch_losses"][1]["method/recon"] > 0
     assert record["metrics"]["test"] is not None

@@ -65,7 +65,8 @@ def test_recorded_studies_of_another_cell_are_one_error_line_and_stay_on_disk(tm
     curves = tmp_path / "report-unpruned-studies.json"
     replay.save_curves(curves, [STUDY], "n256", "l2_sp")
     before = curves.read_text()
-    with pytest.raises(SystemExit, match="holds l2_sp n256 studies of 5 trials, not l2_sp k16 of 5: pass another --out"):
+    message = "holds l2_sp n256 studies of 5 trials, not l2_sp k16 of 5: pass another --out"
+    with pytest.raises(SystemExit, match=message):
         replay.load_curves(curves, "k16", 5, "l2_sp")
     with pytest.raises(SystemExit, match="not l2_sp n256 of 16"):
         replay.load_curves(curves, "n256", 16, "l2_sp")

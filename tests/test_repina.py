@@ -1,4 +1,5 @@
-"""REPINA_I / REPINA_MLP (regularizers/repina.py) on the tiny random BERT with the conformance suite's synthetic tasks."""
+"""REPINA_I / REPINA_MLP (regularizers/repina.py) on the tiny random BERT with the conformance suite's synthetic
+tasks."""
 
 from __future__ import annotations
 

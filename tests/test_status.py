@@ -39,5 +39,6 @@ def test_status_follows_a_grid_from_nothing_to_done(tmp_path, data_dir, capsys):
 
     assert main(["status", "--profile", str(path), "--out", str(out), "--storage", url, "--data-dir", data_dir]) == 0
     text = capsys.readouterr().out
-    assert text.startswith(f"profile {profile.name}: 2 cells — 1 done, 1 final runs; final runs 3/4; trials running now 1")
+    assert text.startswith(f"profile {profile.name}: 2 cells — 1 done, 1 final runs; final runs 3/4; "
+                           "trials running now 1")
     assert "std++" in text and "1/2" in text

@@ -17,8 +17,10 @@ import optuna
 from regbench.harness import tune
 
 # Settings replayed on the unpruned studies: the trade-off between what a pruner saves and what it loses.
-REPLAYED = {f"median, from epoch {w}": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": w} for w in (1, 2, 3, 4)}
-REPLAYED |= {f"median, {n} startup trials": {"type": "median", "n_startup_trials": n, "n_warmup_steps": 1} for n in (4, 6)}
+REPLAYED = {f"median, from epoch {w}": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": w}
+            for w in (1, 2, 3, 4)}
+REPLAYED |= {f"median, {n} startup trials": {"type": "median", "n_startup_trials": n, "n_warmup_steps": 1}
+             for n in (4, 6)}
 REPLAYED |= {f"halving η={eta}, from epoch {r}": {"type": "halving", "min_resource": r, "reduction_factor": eta}
              for eta in (3, 2) for r in (1, 2, 3)}
 WITH_NONE = {"none": {"type": "none"}, **REPLAYED}  # ``none`` replayed too: the real studies' steps and scores
@@ -101,6 +103,7 @@ def pruning_table(results: dict, seconds: bool = True, tests: dict[str, list[flo
             f"| dev Δ worst / mean (points) |{test_head}",
             f"|---|---|---|---|---|---|---|{test_rule}",
             *(f"| {name} | {r['steps']} | {spent(r)} | {r['pruned']} | "
-              f"{', '.join(f'{v:.4f}' for v in r['best_dev'])} | {saved(r)} | {delta(r['best_dev'], none['best_dev'])} |"
+              f"{', '.join(f'{v:.4f}' for v in r['best_dev'])} | {saved(r)} | "
+              f"{delta(r['best_dev'], none['best_dev'])} |"
               + (f" {delta(tests[name], tests['none'])} |" if tests else "")
               for name, r in results.items())]

@@ -29,7 +29,7 @@ from scipy import stats as sps
 from . import stats
 
 ASO_SEED = 0
-ASO_BOOTSTRAP = 200  # deepsig's default is 1000: ~2.7 s per comparison on one core; 200 keeps a table under 1 min
+ASO_BOOTSTRAP = 200  # deepsig's default is 1000: seconds per comparison on one core; 200 keeps a table's build short
 ASO_SAMPLES = 1000
 
 

@@ -4,8 +4,8 @@ The cell files store each trial's parameter values, not the search space, so an 
 distributions inferred from the values (floats: log scale when all are positive and they span more than a factor of
 10; ints; anything else categorical). Importances use Optuna's fANOVA evaluator with a fixed seed (deterministic);
 they need ``MIN_TRIALS`` (10) finished trials and a parameter that varies, else the cell shows none and the table
-says so: a random forest fitted to 2–9 points gives importances that mostly reflect which trial happened to win. Trials that failed
-(value null) are left out; diverged trials count with the failure score the tuner gave them.
+says so: a random forest fitted to 2–9 points gives importances that mostly reflect which trial happened to win.
+Trials that failed (value null) are left out; diverged trials count with the failure score the tuner gave them.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ def stratified_interval(groups: Sequence[Sequence[float]], resamples: int = RESA
     return float(low), float(high)
 
 
-def seed_only_interval(d: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
+def seed_only_interval(d: Sequence[float] | np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """Fallback without gold references: the t-interval of the mean paired difference over seeds."""
     from .stats import t_interval
 

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import integrate, optimize, stats
 
+Values = Sequence[float] | np.ndarray  # paired scores: a list, or an array column
+
 ALPHA = 0.05
 POWER = 0.80
 EXACT_SIGN_FLIP_MAX_N = 16  # 65,536 sign patterns enumerated as a matrix
@@ -34,7 +36,7 @@ MONTE_CARLO_SEED = 0
 ZERO = 1e-12  # differences below this are "no difference" (scores are fractions in [0, 1])
 
 
-def _clean(values: Sequence[float]) -> np.ndarray:
+def _clean(values: Values) -> np.ndarray:
     array = np.asarray(values, dtype=float)
     return array[np.isfinite(array)]
 
@@ -47,7 +49,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan
 
 
-def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+def t_interval(values: Values, level: float = 0.95) -> tuple[float, float]:
     """Two-sided t-interval of the mean (n − 1 df); NaNs below two values; a point when all values are equal."""
     x = _clean(values)
     if len(x) < 2:
@@ -56,7 +58,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return float(x.mean() - half), float(x.mean() + half)
 
 
-def differences(x: Sequence[float], y: Sequence[float]) -> np.ndarray:
+def differences(x: Values, y: Values) -> np.ndarray:
     """Paired differences x − y; pairs with a NaN on either side dropped."""
     d = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
     return d[np.isfinite(d)]
@@ -66,7 +68,7 @@ def no_variance(d: np.ndarray) -> bool:
     return bool(len(d)) and float(np.ptp(d)) <= ZERO * max(1.0, float(np.abs(d).max()))
 
 
-def paired_t(x: Sequence[float], y: Sequence[float]) -> float:
+def paired_t(x: Values, y: Values) -> float:
     """Two-sided p of the paired t-test; NaN below two pairs or when the differences have no variance (then the
     t statistic is ±∞ or undefined, and :func:`sign_flip` decides)."""
     d = differences(x, y)
@@ -93,7 +95,7 @@ def can_reach(n_nonzero: int, alpha: float = ALPHA) -> bool:
     return sign_flip_floor(n_nonzero) < alpha
 
 
-def sign_flip(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+def sign_flip(x: Values, y: Values) -> tuple[float, float]:
     """Exact two-sided sign-flip test of the mean paired difference; returns (p, floor). p ≥ floor > 0 always."""
     d = differences(x, y)
     d = d[np.abs(d) > ZERO]  # a zero difference has no sign to flip
@@ -154,7 +156,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-def wilcoxon(x: Sequence[float], y: Sequence[float]) -> float:
+def wilcoxon(x: Values, y: Values) -> float:
     """Two-sided Wilcoxon signed-rank p over matched pairs (zero differences dropped; all zero → 1)."""
     d = differences(x, y)
     d = d[np.abs(d) > ZERO]

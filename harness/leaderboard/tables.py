@@ -279,7 +279,8 @@ def pooled_table(frame: pd.DataFrame, size: str, noise: str, caption: str = "") 
                            Cell(_interval(r.delta_low, r.delta_high), _num(r.delta_low)),
                            Cell(pvalue(r.p_signflip), _num(r.p_signflip)), Cell(floor, _num(r.signflip_floor)),
                            Cell(pvalue(r.p_signflip_holm), _num(r.p_signflip_holm), mark=int(r.sig)),
-                           Cell(pvalue(r.p_t), _num(r.p_t)), Cell(f"{r.wins} / {r.losses} / {r.ties}", r.wins - r.losses),
+                           Cell(pvalue(r.p_t), _num(r.p_t)),
+                           Cell(f"{r.wins} / {r.losses} / {r.ties}", r.wins - r.losses),
                            Cell(verdict(r), int(r.sig))])
         table.row_filters.append({"size": size, "noise": noise, "family": ""})
     return table
