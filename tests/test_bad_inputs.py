@@ -138,15 +138,17 @@ def test_sigterm_mid_grid_is_one_line_and_the_grid_resumes(tmp_path, data_dir, m
 
 def test_ctrl_c_to_a_grid_with_workers_is_one_line_and_the_grid_resumes(tmp_path, data_dir, monkeypatch):
     """Ctrl-C reaches the whole process group: the workers stop quietly, the parent says it once."""
-    seeds = list(range(1, 25))  # enough final runs that the grid cannot finish before the signal lands (CI race)
+    seeds = list(range(1, 13))  # enough final runs that the grid cannot finish before the signal lands
     profile, out = _profile(tmp_path, seeds=seeds), tmp_path / "out"
+    # SIGINT back to its default in the child: a shell that starts the test suite in the background (`cmd &` without
+    # job control) makes SIGINT ignored, ignored signals are inherited, and Python then never raises
+    # KeyboardInterrupt — the grid would run to the end (what two fresh-clone runs here showed), not what is tested.
     proc = subprocess.Popen(_bench(profile, out, data_dir, "--no-track", "--workers", "2"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for(lambda: list(out.glob("records/*/*/*.json")), proc)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    if proc.returncode == 0 and len(records_of(out)) == len(seeds):  # a starved poller: nothing left to interrupt
-        pytest.skip("the grid finished before SIGINT landed (CPU starved the test's poller); nothing to check")
     assert proc.returncode == 2, err
     _assert_one_line(err, "interrupted by Ctrl-C (SIGINT); everything written so far is kept")
     assert 1 <= len(records_of(out)) < len(seeds) and not list(out.rglob("*.part"))
