@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import urllib.request
@@ -70,8 +71,9 @@ def _run_workers(profile: Profile, out_dir: Path, uri: str | None, overwrite: st
                                                    started, storage, errors))
              for i in range(workers)]
     try:
-        for proc in procs:
-            proc.start()
+        with _workers_deaf_to_ctrl_c():
+            for proc in procs:
+                proc.start()
         for proc in procs:
             proc.join()
     finally:
@@ -86,6 +88,23 @@ def _run_workers(profile: Profile, out_dir: Path, uri: str | None, overwrite: st
     if failed:
         first = errors.get() if not errors.empty() else f"exit codes {failed}"
         raise RegbenchError(f"{len(failed)} of {workers} workers failed, the first with: {first}")
+
+
+@contextmanager
+def _workers_deaf_to_ctrl_c():
+    """Workers start with SIGINT ignored (an ignored signal survives spawn's exec), so Ctrl-C, which the terminal
+    sends to the whole process group, reaches only the parent, and the parent stops each worker with one SIGTERM.
+    One signal per worker: a worker hit by Ctrl-C and then by the parent's SIGTERM was interrupted while unwinding
+    from the first (a fresh-clone CI run printed such a double traceback), and one still importing (spawn) had no
+    handler yet. A Ctrl-C in the milliseconds the parent spends starting the processes is ignored."""
+    if threading.current_thread() is not threading.main_thread():  # signal.signal works only there
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _worker(profile_path: str, out: str, uri: str | None, overwrite: str, data_dir: str | None, track: bool,
@@ -106,6 +125,7 @@ def _worker(profile_path: str, out: str, uri: str | None, overwrite: str, data_d
 
 
 def _interrupt(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM would strike the unwinding of the first
     raise Interrupted()
 
 

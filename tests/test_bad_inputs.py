@@ -149,6 +149,7 @@ def test_ctrl_c_to_a_grid_with_workers_is_one_line_and_the_grid_resumes(tmp_path
     _wait_for(lambda: list(out.glob("records/*/*/*.json")), proc)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
+    sys.stderr.write(err)  # whole, under "Captured stderr" if an assertion below fails (its message is cut short)
     assert proc.returncode == 2, err
     _assert_one_line(err, "interrupted by Ctrl-C (SIGINT); everything written so far is kept")
     assert 1 <= len(records_of(out)) < len(seeds) and not list(out.rglob("*.part"))
