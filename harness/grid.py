@@ -125,7 +125,7 @@ def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
     on_stale = (lambda n: tracking.close_runs_with_key(ctx.tracking_uri, experiment_name(profile),
                                                        f"{cell.key}/trial{n}")) if ctx.track else None
     tune.close_stale_trials(study, on_stale)  # before counting what is done, for the progress bar
-    start = time.perf_counter()
+    start, started_at = time.perf_counter(), time.time()
     bar.update(min(tune.counted(study), profile.trials))  # trials done before a resume
     with _cell_tracker(ctx, cell) as parent:
         ran = tune.tune(study, profile.trials, space, _objective(ctx, base, cell, parent.run_id), bar.update,
@@ -134,9 +134,19 @@ def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
         best = tuning["best_params"] or {"lr": base.train.lr}
         finals = [_final_or_error(ctx, base, cell, best, seed, parent.run_id, bar) for seed in profile.seeds]
         summary = _cell_summary(cell, profile, tuning, finals, time.perf_counter() - start, ran, base.train.device)
-        _log_cell(parent, summary)
-    _write_json(ctx.out_dir / "cells" / cell.task / cell.method.replace("+", "p") / f"{cell.key}.json", summary)
+        path = ctx.out_dir / "cells" / cell.task / cell.method.replace("+", "p") / f"{cell.key}.json"
+        if ran or _written_since(finals, started_at) or not path.exists():
+            _log_cell(parent, summary)
+            _write_json(path, summary)
     return summary
+
+
+def _written_since(finals: list[dict[str, Any]], since: float) -> bool:
+    """Whether a final run of the cell wrote its record during this grid. A cell that a resumed grid finds complete
+    keeps the summary of the grid that ran it: rewriting it would replace its wall time and trials_run_now with
+    those of the resume (about a second and 0)."""
+    paths = [Path(f["record"]) for f in finals if f.get("record")]
+    return any(path.exists() and path.stat().st_mtime >= since for path in paths)
 
 
 def pruning_report(trial: Any) -> Callable[[int, dict[str, float]], bool]:

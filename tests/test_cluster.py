@@ -146,8 +146,11 @@ def test_a_grid_on_a_database_storage_resumes_exactly(tmp_path, data_dir):
     out, url = tmp_path / "out", f"sqlite:///{tmp_path / 'optuna.db'}"
     grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False, storage=url)
     assert not (out / "optuna.journal").exists()
+    summaries = {path: path.read_bytes() for path in out.glob("cells/*/*/*.json")}
     again = grid.run_grid(profile, out, data_dir=data_dir, track=False, progress=False, storage=url)
     assert again["cells"][0]["trials_run_now"] == 0
+    # a cell found complete keeps the summary of the grid that ran it (its wall time, its trials run)
+    assert summaries and {path: path.read_bytes() for path in summaries} == summaries
     (summary,) = optuna.get_all_study_summaries(open_storage(out, url))
     assert summary.n_trials == 3
     assert collections.Counter(r["run_info"]["seed"] for r in records_of(out)) == {1: 1, 2: 1}
