@@ -18,9 +18,10 @@ from regbench.benchmarks.noise import NoiseSpec, check_task_supports
 from regbench.benchmarks.taskspec import get_task
 
 from . import api, records, subgrids
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .method import METHODS
 from .model import load_pretrained
+from .ood import check_ood
 from .profiles import Profile
 
 __all__ = ["Cell", "block_key", "cell_key", "experiment_name", "output_dir", "plan_cells", "template", "with_params"]
@@ -75,6 +76,8 @@ def plan_cells(profile: Profile, data_dir: str | None = None) -> list[Cell]:
     cells = []
     for task_name in profile.tasks:
         task = get_task(task_name)
+        if profile.ood:
+            _check_ood_data(task, data_dir)
         for size in map(parse_size, profile.sizes):
             for noise in profile.noise:
                 if not subgrids.includes(profile, task.name, size.label, noise):
@@ -86,6 +89,16 @@ def plan_cells(profile: Profile, data_dir: str | None = None) -> list[Cell]:
                     key = "" if na else cell_key(profile, base, pretrained.checksum)
                     cells.append(Cell(task.name, size.label, float(noise), method, key, na, block))
     return cells
+
+
+def _check_ood_data(task: Any, data_dir: str | None) -> None:
+    """`plan` and `bench` both stop here, before any run, when an OOD set the profile asks for has no data (unlike the
+    collapse probe's optional transfer task, which final runs record and go without): a grid that tuned every cell
+    and then failed each final run on the missing file would spend its whole budget for nothing."""
+    try:
+        check_ood(task, data_dir)
+    except DataError as err:
+        raise DataError(f"{err}; or set `ood: false` in the profile to skip OOD scoring") from None
 
 
 def block_key(profile: Profile, task: str, size: str, noise: float, model_checksum: str,

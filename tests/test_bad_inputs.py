@@ -181,14 +181,31 @@ def test_a_lock_left_by_a_dead_bench_is_taken_over(tmp_path):
         pass  # cluster mode: workers on several machines share the directory by design
 
 
-def test_plan_and_bench_agree_when_the_transfer_task_data_is_missing(tmp_path, data_dir, monkeypatch, capsys):
-    monkeypatch.setenv("TQDM_DISABLE", "1")
+def _mirror_without(data_dir: str, tmp_path: Path, group: str, task: str) -> Path:
+    """A mirror of links to the shared one, less one task's folder."""
     mirror = tmp_path / "mirror"
-    for entry in [*Path(data_dir).iterdir(), *(Path(data_dir) / "sentence_cls").iterdir()]:
-        if entry.name not in ("sentence_cls", "trec"):  # trec: the collapse probe's transfer task for sst2
+    for entry in [*Path(data_dir).iterdir(), *(Path(data_dir) / group).iterdir()]:
+        if entry.name not in (group, task):
             link = mirror / entry.relative_to(data_dir)
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(entry)
+    return mirror
+
+
+def test_plan_and_bench_agree_when_an_ood_set_has_no_data(tmp_path, data_dir, capsys):
+    """Both stop before any run with the same line (bench used to tune every cell, then fail each final run)."""
+    mirror, profile = _mirror_without(data_dir, tmp_path, "sentence_cls", "imdb"), _profile(tmp_path, seeds=[1])
+    lines = []
+    for command in (["plan"], ["bench", "--out", str(tmp_path / "out"), "--no-track"]):
+        assert main([*command, "--profile", str(profile), "--data-dir", str(mirror)]) == 2
+        lines.append(_assert_one_line(capsys.readouterr().err, "imdb"))
+    assert lines[0] == lines[1] and "set `ood: false` in the profile" in lines[0]
+    assert not list((tmp_path / "out").rglob("*.json"))
+
+
+def test_plan_and_bench_agree_when_the_transfer_task_data_is_missing(tmp_path, data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    mirror = _mirror_without(data_dir, tmp_path, "sentence_cls", "trec")  # the collapse probe's transfer task for sst2
     profile = _profile(tmp_path, seeds=[1])
     assert main(["plan", "--profile", str(profile), "--data-dir", str(mirror)]) == 0
     assert "note: collapse probe transfer to trec will be skipped" in capsys.readouterr().out
