@@ -25,6 +25,7 @@ from typing import Any
 
 from .calibrate import parse_speed
 from .errors import ConfigError, Fault, Interrupted, RegbenchError, check_dir, describe, describe_fault
+from .version import __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +73,7 @@ def _on_sigterm() -> Any:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regbench", description="Benchmark regularizers for fine-tuning pretrained language models.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
+    parser.add_argument("--version", action="version", version=f"regbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub.add_parser("run", help="train and evaluate one task/method/seed; write a record and an MLflow run"))
     ls = sub.add_parser("ls", help="list tasks, methods or profiles")

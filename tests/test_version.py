@@ -32,3 +32,15 @@ def test_licence_file_matches_pyproject() -> None:
     text = (ROOT / "LICENSE").read_text()
     assert text.lstrip().startswith("Apache License\n") and "Version 2.0, January 2004" in text
     assert "Copyright 2026 The regbench authors" in text
+
+
+def test_the_cli_and_the_package_say_the_version(capsys) -> None:
+    import pytest
+
+    from regbench import harness
+    from regbench.harness.cli import main
+
+    assert harness.__version__ == PROJECT["version"]
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out == f"regbench {PROJECT['version']}\n"
