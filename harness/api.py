@@ -115,13 +115,13 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
         result = train(model, method, task, data, config.train, seeds["init"], pretrained.tokenizer.pad_token_id,
                        on_epoch_end=epoch_end)
         wall = time.perf_counter() - start
-        record = build_record(config, task, method.name, run_config, run_key, cell_key, seeds, data_info, result,
-                              wall, pretrained.checksum, getattr(t, "run_id", None), phase)
-        record["train_info"]["phases"] = method.phase_note(config.train.epochs)  # beyond STD's schedule, or ""
         start = time.perf_counter()
         post = extras.post_train_metrics(model, task, pretrained, config, data, result.best_epoch is not None)
-        record["train_info"]["extras_seconds"] = time.perf_counter() - start  # OOD + collapse, after training
-        extras.attach(record, post, t, result.best_epoch or 0)  # → record["metrics"]["ood"], record["collapse"]
+        extras_seconds = time.perf_counter() - start  # OOD + collapse, after training
+        extras.log_metrics(post, t, result.best_epoch or 0)
+        record = build_record(config, task, method.name, run_config, run_key, cell_key, seeds, data_info, result,
+                              wall, pretrained.checksum, getattr(t, "run_id", None), phase, extras=post,
+                              extras_seconds=extras_seconds, phases=method.phase_note(config.train.epochs))
         if config.write_record:
             records.write_record(record_path, record)
         t.log_metrics({f"test/{k}": v for k, v in (record["metrics"]["test"] or {}).items()},
@@ -211,7 +211,12 @@ def describe(config: RunConfig, task: TaskSpec, method: Any, model_checksum: str
 
 def build_record(config: RunConfig, task: TaskSpec, method_name: str, run_config: dict[str, Any], run_key: str,
                  cell_key: str, seeds: dict[str, int], data_info: dict[str, Any], result: TrainResult, wall: float,
-                 model_checksum: str, mlflow_run_id: str | None, phase: str = "single") -> dict[str, Any]:
+                 model_checksum: str, mlflow_run_id: str | None, phase: str = "single", *,
+                 extras: dict[str, Any] | None = None, extras_seconds: float | None = None,
+                 phases: str | None = None) -> dict[str, Any]:
+    """A run's record from its pieces: the training result, the post-training ``extras`` (OOD and collapse, from
+    ``extras.post_train_metrics``; None where not measured), what they cost, and ``phases`` (what the method did
+    beyond STD's schedule, "" for nothing). ``records.build_record`` assembles and validates it."""
     test = result.test.metrics if result.test else None
     noise = data_info["noise_train"]
     run_info = {
@@ -238,8 +243,10 @@ def build_record(config: RunConfig, task: TaskSpec, method_name: str, run_config
         "eval_steps": result.extra.get("eval_steps"), "steps_per_epoch": result.extra.get("steps_per_epoch"),
         "majority_test": result.extra.get("majority_test"),
         "inference_parameters": result.extra.get("inference_parameters"),  # parameters of the model scored on test
+        "extras_seconds": extras_seconds, "phases": phases,
     }
-    metrics = {"test": test, "dev": result.dev.metrics if result.dev else None}
+    metrics = {"test": test, "dev": result.dev.metrics if result.dev else None,
+               "ood": (extras or {}).get("ood"), "collapse": (extras or {}).get("collapse")}
     predictions = records.compact_predictions(result.test.ids, result.test.predictions, _prediction_kind(task),
                                               result.test.references) if result.test else None
     meta = records.collect_provenance(model_name=config.model, model_checksum=model_checksum,

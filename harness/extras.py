@@ -1,12 +1,13 @@
 """Post-training extras of a final run: OOD metrics and representation-collapse metrics, in one place.
 
-``post_train_metrics`` runs after ``train`` returns (the model holds the selected checkpoint, finalized) and
-``attach`` stores the result in the record (``record["metrics"]["ood"]``, top-level ``record["collapse"]``) and logs
-it to the MLflow run (``ood/<set>/<metric>``, ``collapse/<metric>``). Both are on by default (``RunConfig.ood``,
+``post_train_metrics`` runs after ``train`` returns (the model holds the selected checkpoint, finalized);
+``harness.api`` hands its result to ``records.build_record`` (``record["metrics"]["ood"]`` and
+``record["metrics"]["collapse"]``, schema version 2) and ``log_metrics`` logs it to the MLflow run
+(``ood/<set>/<metric>``, ``collapse/<metric>``). Both are on by default (``RunConfig.ood``,
 ``RunConfig.collapse``) and skipped for tuning trials (``evaluate_test=False``: nothing beyond dev is looked at
 while tuning) and for runs that never produced a checkpoint (diverged in the first epoch).
 
-Choices (ours, recorded under ``record["collapse"]["settings"]``):
+Choices (ours, recorded under ``record["metrics"]["collapse"]["settings"]``):
 - Probe set: a fixed subsample (seed 0) of the task's test *inputs* (labels unused), at most ``PROBE_EXAMPLES``
   and at most the run's test cap, so every method and seed of a task is compared on the same sentences.
 - Probe transfer: the first task of ``TRANSFER_TASKS`` that is not the run's own task (TREC question type: a
@@ -127,14 +128,11 @@ def _transfer_set(task: TaskSpec, config: Any, tokenizer: Any, pad_id: int, devi
                        test_batches, [int(y) for b in test_batches for y in b["labels"].tolist()])
 
 
-def attach(record: dict[str, Any], extras: dict[str, Any], tracker: Any, step: int) -> dict[str, Any]:
-    """Store the extras in the record and log their numbers to the MLflow run; returns the record."""
-    record["metrics"]["ood"] = extras.get("ood")
-    record["collapse"] = extras.get("collapse")
+def log_metrics(extras: dict[str, Any], tracker: Any, step: int) -> None:
+    """Log the extras' numbers to the MLflow run (the record gets them from ``records.build_record``)."""
     flat = {f"ood/{name}/{key}": value for name, values in (extras.get("ood") or {}).items()
             for key, value in values.items()}
     collapse = (extras.get("collapse") or {}).get("metrics") or {}
     flat.update({f"collapse/{key}": value for key, value in collapse.items()})
     if flat:
         tracker.log_metrics(flat, step=step)
-    return record

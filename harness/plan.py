@@ -111,7 +111,7 @@ def _extras_seconds(profile: Profile, task: Any, tokenizer: Any, scale: float, d
     other = next(t for t in TRANSFER_TASKS if t != task.name)
     try:
         _, test, _ = api.prepare_pool(get_task(other), _config(profile, other, data_dir), tokenizer)
-    except DataError as err:  # harness.extras: the record gets collapse.settings.transfer_error, the run goes on
+    except DataError as err:  # harness.extras: the record gets metrics.collapse.settings.transfer_error; run goes on
         return seconds + 2 * probe, (f"collapse probe transfer to {other} will be skipped (the final runs record "
                                      f"why): {err}")
     transfer = TRANSFER_K * get_task(other).num_labels + min(TRANSFER_TEST_EXAMPLES, cap, len(test))

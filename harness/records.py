@@ -5,6 +5,9 @@ Sections: ``run_info`` (keys, config, seed, status, error), ``train_info`` (dev 
 (provenance: git SHA + dirty flag, package versions, model checksum, data file hashes, device). A run is done iff its
 record exists and parses, so records are written atomically (temp file + fsync + rename: a crash never leaves a
 half-written one) and never overwritten. ``.json.gz`` is written and read transparently. MLflow only mirrors them.
+What a record is (fields, types, schema versions) is defined once, by the typed model in ``record_model.py``:
+:func:`build_record` and :func:`validate_record` go through it, and :func:`read_record` returns the file as written
+(a version-1 file stays version 1 until :func:`validate_record` upgrades it).
 """
 
 from __future__ import annotations
@@ -27,14 +30,11 @@ from typing import Any
 import torch
 
 from .errors import RegbenchError
+from .record_model import PREDICTION_KINDS, SCHEMA_VERSION, RunRecord, parse_record
 from .version import __version__, package_version
 
-SCHEMA_VERSION = 1
-SECTIONS = ("run_info", "train_info", "metrics", "predictions", "meta_info")
 PACKAGES = ("torch", "transformers", "datasets", "evaluate", "optuna", "mlflow", "numpy", "pandas", "scikit-learn",
             "scipy", "seqeval")
-STATUSES = ("ok", "failed", "diverged")
-PREDICTION_KINDS = ("label", "value", "tags")
 _TMP_PREFIX = ".tmp-"
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
@@ -150,35 +150,13 @@ def _encode(values: Sequence[Any], kind: str) -> list[Any]:
 
 def build_record(*, run_info: Mapping[str, Any], train_info: Mapping[str, Any], metrics: Mapping[str, Any],
                  predictions: Mapping[str, Any] | None, meta_info: Mapping[str, Any]) -> dict[str, Any]:
-    """Assemble and validate a record, so a malformed one fails at the end of its run, not at aggregation time."""
+    """The one place a record is assembled: its sections (``metrics`` with ``test``, ``dev``, ``ood`` and
+    ``collapse``), stamped with the schema version and validated, so a malformed one fails at the end of its run,
+    not at aggregation time. Callers hand over every piece; nothing is patched into a record afterwards."""
     record = {"schema_version": SCHEMA_VERSION, "run_info": dict(run_info), "train_info": dict(train_info),
               "metrics": dict(metrics), "predictions": dict(predictions) if predictions is not None else None,
               "meta_info": dict(meta_info)}
-    validate_record(record)
-    return record
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# (dotted key, check, what it must be): checked in order, so sections are known to be objects before their keys.
-_RULES: tuple[tuple[str, Any, str], ...] = (
-    *((s, lambda v: isinstance(v, dict), "an object") for s in SECTIONS if s != "predictions"),
-    ("predictions", lambda v: v is None or isinstance(v, dict), "an object or null"),
-    ("schema_version", lambda v: v == SCHEMA_VERSION, f"{SCHEMA_VERSION}"),
-    *((f"run_info.{k}", lambda v: isinstance(v, str), "a string") for k in ("run_id", "task", "method")),
-    ("run_info.seed", _is_int, "an integer"),
-    ("run_info.status", lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
-    ("run_info.config", lambda v: isinstance(v, dict), "an object"),
-    ("train_info.dev_curve", lambda v: isinstance(v, list) and all(
-        isinstance(p, dict) and "epoch" in p and "dev_primary" in p for p in v), "a list of {epoch, dev_primary, ...}"),
-    ("train_info.best_epoch", lambda v: v is None or _is_int(v), "an integer or null"),
-    ("metrics.test", lambda v: v is None or (isinstance(v, dict) and all(
-        isinstance(k, str) and (_is_int(x) or isinstance(x, float)) for k, x in v.items())),
-     "null or an object of metric name → number"),
-    ("meta_info.schema_version", lambda v: v == SCHEMA_VERSION, f"{SCHEMA_VERSION}"),
-)
+    return validate_record(record).to_dict()
 
 
 def _unserialisable(obj: Any, where: str) -> str | None:
@@ -197,20 +175,13 @@ def _unserialisable(obj: Any, where: str) -> str | None:
     return f"{where} is a {type(obj).__name__}, which JSON cannot store"
 
 
-def validate_record(record: Mapping[str, Any]) -> None:
-    """Raise a one-line :class:`RegbenchError` naming the first missing or wrong field."""
-    if not isinstance(record, Mapping):
-        raise RegbenchError(f"record must be a JSON object, got {type(record).__name__}")
-    for dotted, check, what in _RULES:
-        node: Any = record
-        for part in dotted.split("."):
-            if part not in node:
-                raise RegbenchError(f"record is missing {dotted}")
-            node = node[part]
-        if not check(node):
-            raise RegbenchError(f"record {dotted} must be {what}, got {str(node)[:80]!r}")
+def validate_record(record: Mapping[str, Any]) -> RunRecord:
+    """The record as the typed model (a version-1 record upgraded to the version-2 layout); a one-line
+    :class:`RegbenchError` names the first missing or wrong field, or the first value JSON cannot store."""
+    model = parse_record(record)
     if problem := _unserialisable(dict(record), ""):
         raise RegbenchError(f"record {problem}")
+    return model
 
 
 def _dumps(record: Mapping[str, Any]) -> bytes:

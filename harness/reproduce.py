@@ -79,12 +79,13 @@ def sample(records: list[Any], n: int | None, seed: int = 0) -> list[Any]:
 def config_from_record(record: dict[str, Any], out_dir: str, data_dir: str | None = None) -> Any:
     """The ``RunConfig`` that made this record (its run key is the record's run id when nothing else changed)."""
     from .api import RunConfig
+    from .record_model import upgrade
     from .train import TrainConfig
 
     described = record["run_info"]["config"]
     data, model, noise = described["data"], described["model"], described["data"].get("noise") or {}
     train = TrainConfig(**{k: v for k, v in described["train"].items() if k in TrainConfig.__dataclass_fields__})
-    metrics = record.get("metrics") or {}
+    metrics = upgrade(record).get("metrics") or {}  # a version-1 record kept collapse at the top level
     return RunConfig(
         task=described["task"]["name"], method=described["method"]["name"],
         method_params=dict(described["method"]["params"]), model=model["name"], pooling=model.get("pooling"),
@@ -92,7 +93,7 @@ def config_from_record(record: dict[str, Any], out_dir: str, data_dir: str | Non
         noise_rate=float(noise.get("rate", 0.0)), noise_type=noise.get("type", "symmetric"),
         max_test_examples=data.get("max_test_examples"), max_length=data["max_length"], seed=described["seed"],
         train=train, data_dir=data_dir, out_dir=out_dir, track=False, profile=record["run_info"].get("profile"),
-        ood=metrics.get("ood") is not None, collapse=bool(metrics.get("collapse") or record.get("collapse")))
+        ood=metrics.get("ood") is not None, collapse=bool(metrics.get("collapse")))
 
 
 def preflight(record: dict[str, Any], config: Any, allow_other_env: bool) -> str | None:

@@ -21,14 +21,14 @@ def make_record(task: str, method: str, seed: int, score: float | None, *, statu
                                "dev": {"primary": dev if dev is not None else (score or 0.0)}}
     if ood:
         metrics["ood"] = {name: {"primary": value} for name, value in ood.items()}
+    if collapse:
+        metrics["collapse"] = {"metrics": collapse, "settings": {}}
     meta = {"schema_version": records.SCHEMA_VERSION, "git": {"sha": "abc1234", "dirty": False},
             "packages": {"torch": "2.13.0"}, "model": {"name": "minilm", "checksum": "feedbeef"},
             "data_files": {"/data/sst2/train.parquet": "d" * 64}}
     record = records.build_record(run_info=run_info, train_info={"dev_curve": [], "best_epoch": None,
                                                                  "wall_seconds": 10.0, "steps": 5},
                                   metrics=metrics, predictions=None, meta_info=meta)
-    if collapse:
-        record["collapse"] = collapse
     return record
 
 

@@ -212,4 +212,4 @@ def test_plan_and_bench_agree_when_the_transfer_task_data_is_missing(tmp_path, d
     out = tmp_path / "out"
     assert main(["bench", "--profile", str(profile), "--out", str(out), "--data-dir", str(mirror), "--no-track"]) == 0
     (record,) = records_of(out)
-    assert "trec" in record["collapse"]["settings"]["transfer_error"]
+    assert "trec" in record["metrics"]["collapse"]["settings"]["transfer_error"]

@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from regbench.harness import api, grid
+from regbench.harness import api, grid, records
 from regbench.harness.profiles import load_profile
 from regbench.harness.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED_RUN_KEY = "21c28b860c178a9f"  # suite version 2
-RECORD_SECTIONS = {"schema_version", "run_info", "train_info", "metrics", "predictions", "meta_info",
-                   "collapse"}  # top level since extras.attach added it (issue 19 moves it under metrics)
+# Schema version 2 (issue 19): collapse moved from a top-level section to metrics.collapse; version-1 records are
+# upgraded on load (harness/record_model.py), run and cell keys are unchanged.
+SCHEMA_VERSION = 2
+RECORD_SECTIONS = {"schema_version", "run_info", "train_info", "metrics", "predictions", "meta_info"}
+METRICS = {"test", "dev", "ood", "collapse"}
 RUN_INFO = {"run_id", "cell_key", "task", "method", "seed", "seeds", "status", "error", "config", "mlflow_run_id",
             "profile", "phase", "size", "noise", "params"}
 TRAIN_INFO = {"dev_curve", "best_epoch", "majority_dev", "majority_test", "epoch_losses", "epoch_seconds",
@@ -41,7 +44,11 @@ def test_the_run_key_of_a_fixed_configuration_is_pinned(data_dir):
 
 def test_record_sections_and_fields_are_pinned(data_dir, tmp_path):
     record = api.run(dataclasses.replace(_config(data_dir), out_dir=str(tmp_path)))
+    assert records.SCHEMA_VERSION == SCHEMA_VERSION
+    assert record["schema_version"] == record["meta_info"]["schema_version"] == SCHEMA_VERSION
     assert set(record) - {"_path"} == RECORD_SECTIONS
+    assert set(record["metrics"]) == METRICS
+    assert set(record["metrics"]["collapse"]) == {"metrics", "settings"}
     assert set(record["run_info"]) == RUN_INFO
     assert set(record["train_info"]) == TRAIN_INFO
     assert set(record["meta_info"]) == META_INFO

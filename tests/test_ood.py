@@ -90,7 +90,7 @@ def test_final_run_records_and_logs_ood_and_collapse_metrics(tiny_config, tmp_pa
     record = run(dataclasses.replace(tiny_config("sst2", epochs=1), track=True, experiment="extras"))
     ood = record["metrics"]["ood"]
     assert set(ood) == {"imdb", "cr", "yelp_polarity"} and ood["imdb"]["examples"] == 40  # capped like the test set
-    collapse = record["collapse"]
+    collapse = record["metrics"]["collapse"]  # schema version 2 (version 1 kept it at the top level)
     assert 0.0 < collapse["metrics"]["cka"] <= 1.0 + 1e-9
     assert collapse["settings"]["transfer_task"] == "trec" and "probe_transfer_delta" in collapse["metrics"]
     client = MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
@@ -101,9 +101,9 @@ def test_final_run_records_and_logs_ood_and_collapse_metrics(tiny_config, tmp_pa
 
 def test_extras_are_off_for_tuning_trials_and_when_disabled(tiny_config):
     trial = run(tiny_config("sst2", epochs=1, evaluate_test=False))
-    assert trial["metrics"]["ood"] is None and trial["collapse"] is None
+    assert trial["metrics"]["ood"] is None and trial["metrics"]["collapse"] is None
     off = run(tiny_config("sst2", epochs=1, ood=False, collapse=False))
-    assert off["metrics"]["ood"] is None and off["collapse"] is None and off["metrics"]["test"] is not None
+    assert off["metrics"]["ood"] is None and off["metrics"]["collapse"] is None and off["metrics"]["test"] is not None
 
 
 def test_ood_sets_never_contain_training_texts(data_dir):

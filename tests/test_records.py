@@ -32,10 +32,11 @@ def record(data_file: Path) -> dict:
     meta = records.collect_provenance(model_name="tiny-random-bert", model_checksum="abc123", data_files=[data_file],
                                       device="cpu", extra={"profile": "smoke"})
     return records.build_record(
-        run_info={"run_id": "k1", "task": "rte", "method": "std", "seed": 3, "status": "ok",
+        run_info={"run_id": "k1", "task": "rte", "method": "std", "seed": 3, "status": "ok", "size": "k16",
+                  "noise": {"type": "none", "rate": 0.0},
                   "config": {"method": {"name": "std", "params": {}}, "lr": 2e-5}, "error": None},
         train_info={"dev_curve": [{"epoch": 1, "dev_primary": 0.5}, {"epoch": 2, "dev_primary": 0.625}],
-                    "best_epoch": 2, "epoch_losses": [0.69, 0.61]},
+                    "best_epoch": 2, "epoch_losses": [{"loss/task": 0.69}, {"loss/task": 0.61}]},
         metrics={"test": {"accuracy": 0.6, "primary": 0.6}, "dev": {"primary": 0.625}},
         predictions=records.compact_predictions([0, 1, 2], [1, 0, 1], "label"),
         meta_info=meta)
@@ -107,7 +108,15 @@ def test_a_crash_before_the_rename_leaves_nothing(tmp_path: Path, record: dict, 
     (lambda r: r["train_info"].update(best_epoch=1.5), "record train_info.best_epoch must be an integer or null"),
     (lambda r: r["metrics"].pop("test"), "record is missing metrics.test"),
     (lambda r: r["metrics"].update(test={"acc": "high"}), "record metrics.test must be null or an object"),
-    (lambda r: r["meta_info"].update(schema_version=0), "record meta_info.schema_version must be 1"),
+    (lambda r: r["meta_info"].update(schema_version=0), "record meta_info.schema_version must be 1 or 2"),
+    (lambda r: r.update(schema_version=3), "record schema_version must be 1 or 2, got '3'"),
+    (lambda r: r["run_info"].pop("size"), "record is missing run_info.size"),
+    (lambda r: r["run_info"]["noise"].pop("rate"), "record is missing run_info.noise.rate (a number)"),
+    (lambda r: r["metrics"].update(collapse={"cka": 0.5}), "record is missing metrics.collapse.metrics (an object)"),
+    (lambda r: r.update(collapse=None), "record has an unknown field collapse (version 2 keeps it under "
+                                        "metrics.collapse)"),
+    (lambda r: r["train_info"].update(wall_seconds="1 s"),
+     "record train_info.wall_seconds must be a number or null, got '1 s'"),
     (lambda r: r["run_info"]["config"].update(n=np.int64(3)), "record run_info.config.n is a int64"),
     (lambda r: r["train_info"].update(sizes={1: 2}), "record train_info.sizes has a non-string key 1"),
 ])

@@ -169,13 +169,14 @@ def test_failures_use_the_exact_mcnemar_test(tmp_path: Path) -> None:
 
 
 def test_collapse_reads_the_records_nested_metrics(tmp_path: Path) -> None:
-    """Records keep record["collapse"] = {"metrics": …, "settings": …} (harness.extras): the loader must flatten it,
-    and REPINA's higher CKA (closer to the pretrained encoder) supports the claim for that metric."""
+    """Records keep record["metrics"]["collapse"] = {"metrics": …, "settings": …} (harness.extras, schema version 2):
+    the loader must flatten it, and REPINA's higher CKA (closer to the pretrained encoder) supports the claim for that
+    metric."""
     def collapse(cka: float) -> Callable[[dict], None]:
         def edit(record: dict) -> None:
             seed = record["run_info"]["seed"]
-            record["collapse"] = {"metrics": {"cka": cka + 0.01 * seed, "effective_rank": 20.0 + seed},
-                                  "settings": {"probe_examples": 64}}
+            record["metrics"]["collapse"] = {"metrics": {"cka": cka + 0.01 * seed, "effective_rank": 20.0 + seed},
+                                             "settings": {"probe_examples": 64}}
         return edit
 
     _grid(tmp_path, {"std": _plus(0.0)}, edit=collapse(0.5))

@@ -1,8 +1,11 @@
 """Result records (and per-cell tuning summaries) → tidy pandas DataFrames, one row per final run / per cell.
 
-Bad input never crashes a leaderboard: a record that does not parse, fails :func:`records.validate_record`, or lacks
-a field the leaderboard needs (``run_info.size``, ``run_info.noise.rate``) is named in one line and skipped, and the
-skips are counted. Records of other phases (tuning trials, single ``regbench run`` runs) are ignored, not errors.
+Records load through the typed record model (``harness/record_model.py``, via :func:`records.validate_record`), which
+upgrades version-1 records (top-level ``collapse``) to the version-2 layout, so every field, the collapse measures
+under ``metrics.collapse`` included, is read from one place. Bad input never crashes a leaderboard: a record that
+does not parse or does not fit the model (which requires what the leaderboard needs, ``run_info.size`` and
+``run_info.noise.rate``) is named in one line and skipped, and the skips are counted. Records of other phases
+(tuning trials, single ``regbench run`` runs) are ignored, not errors.
 When one seed of one cell has several records (``--overwrite always``, or a cell tuned again from scratch that chose
 another configuration, so another run key), the newest is kept — by the timestamp that ends every record's file
 name, not by path order, which sorts by run key first — and the replaced ones are counted.
@@ -27,6 +30,7 @@ import pandas as pd
 
 from regbench.harness import records
 from regbench.harness.errors import RegbenchError
+from regbench.harness.record_model import RunRecord
 
 from .intervals import aligned
 
@@ -84,79 +88,66 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
-def _leaderboard_fields(record: dict[str, Any]) -> None:
-    """What the leaderboard needs beyond :func:`records.validate_record`; raises one line naming the field."""
-    info = record["run_info"]
-    if not isinstance(info.get("size"), str):
-        raise RegbenchError("record is missing run_info.size (a size label such as k16)")
-    noise = info.get("noise")
-    if not isinstance(noise, dict) or not isinstance(noise.get("rate"), (int, float)):
-        raise RegbenchError("record is missing run_info.noise.rate")
-
-
-def _row(record: dict[str, Any]) -> dict[str, Any]:
-    info, metrics, meta = record["run_info"], record["metrics"], record["meta_info"]
-    noise = info["noise"]
-    rate = float(noise["rate"])
-    ntype = noise.get("type") if rate else "none"
-    collapse = record.get("collapse") or metrics.get("collapse") or {}
-    if isinstance(collapse.get("metrics"), dict):  # records keep {"metrics": …, "settings": …} (harness.extras)
-        collapse = collapse["metrics"]
-    ood = metrics.get("ood") or {}
+def _row(record: RunRecord) -> dict[str, Any]:
+    info, metrics, meta, train = record.run_info, record.metrics, record.meta_info, record.train_info
+    rate = float(info.noise.rate)
+    ntype = info.noise.type if rate else "none"
+    collapse = metrics.collapse.metrics if metrics.collapse else {}
+    ood = metrics.ood or {}
+    git, model = meta.git, meta.model
     row = {
-        "task": info["task"], "method": info["method"], "seed": info["seed"], "status": info["status"],
-        "size": info["size"], "noise": noise_label(ntype, rate), "noise_type": ntype, "noise_rate": rate,
-        "profile": info.get("profile"), "cell_key": info.get("cell_key"), "run_id": info["run_id"],
-        "suite_version": _suite_version(info),
+        "task": info.task, "method": info.method, "seed": info.seed, "status": info.status,
+        "size": info.size, "noise": noise_label(ntype, rate), "noise_type": ntype, "noise_rate": rate,
+        "profile": info.profile, "cell_key": info.cell_key, "run_id": info.run_id,
+        "suite_version": _suite_version(info.config),
         **_test_score(record),
-        "dev_primary": _number((metrics.get("dev") or {}).get("primary")),
-        "wall_seconds": _number(record["train_info"].get("wall_seconds")),
-        "inference_parameters": _number(record["train_info"].get("inference_parameters")),
+        "dev_primary": _number((metrics.dev or {}).get("primary")),
+        "wall_seconds": _number(train.wall_seconds),
+        "inference_parameters": _number(train.inference_parameters),
         **_settings(record),
         "phases": _phases(record),
-        "params": json.dumps(info.get("params") or {}, sort_keys=True),
-        "git_sha": (meta.get("git") or {}).get("sha"), "git_dirty": (meta.get("git") or {}).get("dirty"),
-        "model": (meta.get("model") or {}).get("name"), "model_checksum": (meta.get("model") or {}).get("checksum"),
-        "packages": json.dumps(meta.get("packages") or {}, sort_keys=True),
-        "data_files": json.dumps(meta.get("data_files") or {}, sort_keys=True),
-        **task_meta(info["task"]),
+        "params": json.dumps(info.params or {}, sort_keys=True),
+        "git_sha": git.sha if git else None, "git_dirty": git.dirty if git else None,
+        "model": model.name if model else None, "model_checksum": model.checksum if model else None,
+        "packages": json.dumps(meta.packages or {}, sort_keys=True),
+        "data_files": json.dumps(meta.data_files or {}, sort_keys=True),
+        **task_meta(info.task),
     }
     row.update({f"collapse.{k}": float(v) for k, v in sorted(collapse.items()) if not math.isnan(_number(v))})
-    row.update({f"ood.{k}": _number((v or {}).get("primary")) for k, v in sorted(ood.items()) if isinstance(v, dict)})
+    row.update({f"ood.{k}": _number(v.get("primary")) for k, v in sorted(ood.items())})
     return row
 
 
-def _settings(record: dict[str, Any]) -> dict[str, Any]:
+def _settings(record: RunRecord) -> dict[str, Any]:
     """The training settings a run used (``run_info.config``) and its training-set size, for provenance lines."""
-    config = record["run_info"].get("config") or {}
+    config = record.run_info.config
     train, data = config.get("train") or {}, config.get("data") or {}
-    facts = record["train_info"].get("data") or {}
+    facts = record.train_info.data or {}
     return {"epochs": _number(train.get("epochs")), "batch_size": _number(train.get("batch_size")),
             "max_length": _number(data.get("max_length")), "max_test_examples": _number(data.get("max_test_examples")),
             "train_examples": _number(facts.get("train_size")), "split_rule": facts.get("split_rule")}
 
 
-def _suite_version(info: dict[str, Any]) -> int:
-    version = _number((info.get("config") or {}).get("suite_version"))
+def _suite_version(config: dict[str, Any]) -> int:
+    version = _number(config.get("suite_version"))
     return int(version) if math.isfinite(version) else 1  # records from before the field: the first protocol
 
 
-def _test_score(record: dict[str, Any]) -> dict[str, Any]:
+def _test_score(record: RunRecord) -> dict[str, Any]:
     """The test score, status, chance level, test-set facts and aligned predictions of one record."""
-    train, status = record["train_info"], record["run_info"]["status"]
-    primary = _number((record["metrics"].get("test") or {}).get("primary"))
-    majority = _number(train.get("majority_test"))
-    data = train.get("data") or {}
+    train, status = record.train_info, record.run_info.status
+    primary = _number((record.metrics.test or {}).get("primary"))
+    majority = _number(train.majority_test)
+    data = train.data or {}
     out = {"primary": primary, "status": status, "majority_test": majority, "at_majority": False,
            "unscored": False, "test_size": _number(data.get("test_size")), "test_capped": data.get("test_capped"),
            "pred_kind": None, "pred": None}
     if not math.isfinite(primary):  # a diverged run: at chance, a failure, never silently gone
         out.update(primary=majority, at_majority=math.isfinite(majority), unscored=not math.isfinite(majority),
                    status="failed" if status == "ok" else status)
-    predictions = record.get("predictions") or {}
-    if predictions.get("ref") is not None and predictions.get("ids") is not None:
-        out.update(pred_kind=predictions.get("kind"),
-                   pred=aligned(predictions["ids"], predictions.get("pred") or [], predictions["ref"]))
+    predictions = record.predictions
+    if predictions is not None and predictions.ref is not None:
+        out.update(pred_kind=predictions.kind, pred=aligned(predictions.ids, predictions.pred, predictions.ref))
     return out
 
 
@@ -181,14 +172,13 @@ def load_runs(records_dir: str | Path) -> Loaded:
     rows: list[dict[str, Any]] = []
     for path in _record_paths(directory):
         try:
-            record = records.read_record(path)
-            records.validate_record(record)
-            _leaderboard_fields(record)
+            record = records.validate_record(records.read_record(path))
         except RegbenchError as err:
             message = str(err) if str(path) in str(err) else f"{path}: {err}"
             loaded.skipped.append(f"skipped {message}")
             continue
-        if record["run_info"].get("phase", "final") != "final":
+        info = record.run_info
+        if (info.phase if "phase" in info.model_fields_set else "final") != "final":  # no phase: older than the field
             loaded.ignored += 1
             continue
         rows.append({**_row(record), WRITTEN: _stamp(path)})
@@ -237,14 +227,14 @@ def load_cells(cells_dir: str | Path | None, skipped: list[str]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=columns)
 
 
-def _phases(record: dict[str, Any]) -> str:
+def _phases(record: RunRecord) -> str:
     """What the run did beyond STD's schedule (``train_info.phases``; older records: the method's own account of
     its configuration), so the leaderboard states every exception to the equal protocol."""
-    if "phases" in record["train_info"]:
-        return str(record["train_info"]["phases"] or "")
+    if "phases" in record.train_info.model_fields_set:
+        return str(record.train_info.phases or "")
     from regbench.harness.method import get_method
 
-    config = record["run_info"].get("config") or {}
+    config = record.run_info.config
     try:
         method = get_method(config["method"]["name"], config["method"]["params"])
         return method.phase_note(int(config["train"]["epochs"]))

@@ -136,7 +136,7 @@ def _failure_counts(label: str, found: pd.DataFrame) -> str:
 def repina_collapse(runs: pd.DataFrame) -> Outcome:
     found = [m for m in COLLAPSE if m.column in runs.columns and np.isfinite(runs[m.column].to_numpy(float)).any()]
     if not found:
-        return not_tested(["no collapse metrics in the records (record['collapse'] is empty: the profile's "
+        return not_tested(["no collapse metrics in the records (metrics.collapse is empty: the profile's "
                            "collapse probes were off)"])
     missing = _missing(runs, "the records", (STD,), REPINA)
     if missing:
