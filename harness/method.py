@@ -78,7 +78,7 @@ class Method:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
-    # Step time relative to STD (SMART ≈ 3, R3F ≈ 2), measured by benchmarks/perf; `regbench plan` uses it.
+    # Step time relative to STD, as measured by benchmarks/perf (results/perf/methods.md); `regbench plan` uses it.
     relative_step_cost: ClassVar[float] = 1.0
 
     def __init__(self, config: MethodConfig | None = None) -> None:
