@@ -30,14 +30,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from torch import nn
 
 from regbench.harness.errors import ConfigError
-from regbench.harness.method import (
-    SHARED_LR_RANGE,
-    Method,
-    MethodConfig,
-    decay_groups,
-    hparam,
-    register_method,
-)
+from regbench.harness.method import SHARED_LR_RANGE, Method, MethodConfig, decay_groups, hparam, register_method
 from regbench.harness.model import TaskModel
 
 __all__ = ["LLRD", "LLRDConfig", "layer_depths", "transformer_layers"]

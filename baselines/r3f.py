@@ -38,14 +38,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from regbench.harness.errors import ConfigError
-from regbench.harness.method import (
-    SHARED_LR_RANGE,
-    Method,
-    MethodConfig,
-    TrainContext,
-    hparam,
-    register_method,
-)
+from regbench.harness.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
 from regbench.harness.model import TaskModel, TaskOutput
 
 NOISE_TYPES = ("uniform", "normal")

@@ -27,14 +27,7 @@ from torch import nn
 
 from regbench.baselines.llrd import transformer_layers
 from regbench.harness.errors import ConfigError
-from regbench.harness.method import (
-    SHARED_LR_RANGE,
-    Method,
-    MethodConfig,
-    TrainContext,
-    hparam,
-    register_method,
-)
+from regbench.harness.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
 from regbench.harness.model import TaskModel
 
 __all__ = ["ReInit", "ReInitConfig", "reinitialise_"]
