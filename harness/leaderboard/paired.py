@@ -135,12 +135,19 @@ def table_mde(group: pd.DataFrame) -> dict[str, Any]:
 
 def mde_text(info: dict[str, Any]) -> str:
     """The MDE sentence of a caption (scores ×100)."""
-    n, sd, t_mde = info["mde_n"], info["pooled_sd"], info["mde_t"]
-    if not n or not math.isfinite(sd):
-        return "MDE: n/a (no paired comparisons with ≥ 2 seeds)"
+    n, sd = info["mde_n"], info["pooled_sd"]
     basis = (f"80% power, two-sided α = {ALPHA:g}, paired t via the noncentral t at n = {n}, SD of differences "
              f"{100 * sd:.2f} pooled over {info['pooled_over']} comparisons (df-weighted)")
+    return mde_sentence(info, "MDE", "no paired comparisons with ≥ 2 seeds", basis,
+                        f"{n} seeds cannot reach p < {ALPHA:g} with the exact sign-flip test")
+
+
+def mde_sentence(info: dict[str, Any], label: str, empty: str, basis: str, unreachable: str) -> str:
+    """``<label>: x points (basis)``; ``∞`` with why where the exact test's floor rules any mark out at this n (the
+    paired t's figure is still given); ``n/a`` with ``empty`` where nothing was paired. Shared by the per-task and
+    the pooled captions (pooled.mde_text), which differ only in what n counts and what the SD pools over."""
+    if not info["mde_n"] or not math.isfinite(info["pooled_sd"]):
+        return f"{label}: n/a ({empty})"
     if not info["mde_reachable"]:
-        return (f"MDE: ∞ ({n} seeds cannot reach p < {ALPHA:g} with the exact sign-flip test; the paired t alone "
-                f"would need {100 * t_mde:.1f} points; {basis})")
-    return f"MDE: {100 * t_mde:.1f} points ({basis})"
+        return f"{label}: ∞ ({unreachable}; the paired t alone would need {100 * info['mde_t']:.1f} points; {basis})"
+    return f"{label}: {100 * info['mde_t']:.1f} points ({basis})"

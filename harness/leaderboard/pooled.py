@@ -126,15 +126,12 @@ def verdict(row: Any) -> str:
 def mde_text(info: dict[str, Any]) -> str:
     """The pooled MDE sentence of the caption (points = score × 100)."""
     n, sd, family = info["mde_n"], info["pooled_sd"], info["family"]
-    if not n or not math.isfinite(sd):
-        return "Pooled MDE: n/a (no method has ≥ 2 pairs with STD)"
     basis = (f"80% power, two-sided α = {ALPHA:g}, paired t via the noncentral t at n = {n} pairs, SD of the pooled "
              f"differences {100 * sd:.2f} (df-weighted over {info['pooled_over']} methods)")
-    if not info["mde_reachable"]:
-        return (f"Pooled MDE: ∞ ({n} pairs cannot reach p < {ALPHA:g} with the exact sign-flip test after Holm over "
-                f"{family} methods: {family} × 2/2^{n} = {family * stats.sign_flip_floor(n):.3g}; the paired t alone "
-                f"would need {100 * info['mde_t']:.1f} points; {basis})")
-    return f"Pooled MDE: {100 * info['mde_t']:.1f} points ({basis})"
+    floor = f"{family} × 2/2^{n} = {family * stats.sign_flip_floor(n):.3g}" if n else ""
+    return paired.mde_sentence(info, "Pooled MDE", "no method has ≥ 2 pairs with STD", basis,
+                               f"{n} pairs cannot reach p < {ALPHA:g} with the exact sign-flip test after Holm over "
+                               f"{family} methods: {floor}")
 
 
 def caption_facts(info: dict[str, Any]) -> list[str]:
