@@ -313,11 +313,12 @@ def _finish(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> 
             trial.set_user_attr("error", outcome.error[:500])
         if outcome.dev_mean is not None:
             trial.set_user_attr(DEV_MEAN_ATTR, outcome.dev_mean)
+        # skip_if_finished: failed after the last attribute above, Optuna's tell would raise ValueError instead
         if outcome.pruned:
-            study.tell(trial, state=TrialState.PRUNED)
+            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         else:
             value = outcome.value if outcome.value is not None else FAILURE_SCORE
-            study.tell(trial, value if value == value else FAILURE_SCORE)  # NaN → failure score
+            study.tell(trial, value if value == value else FAILURE_SCORE, skip_if_finished=True)  # NaN → failure
     except optuna.exceptions.UpdateFinishedTrialError:
         # Another worker failed it meanwhile: its heartbeat went silent for the grace period (this process was
         # suspended or stalled). Its slot counts as lost and is redone; the result is dropped, not the grid.

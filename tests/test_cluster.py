@@ -203,6 +203,23 @@ def test_a_trial_failed_meanwhile_by_another_worker_does_not_stop_this_one(tmp_p
     assert collections.Counter(t.state for t in study.get_trials()) == {TrialState.COMPLETE: 2, TrialState.FAIL: 1}
 
 
+
+def test_a_trial_failed_just_before_its_result_is_told_does_not_stop_this_one(tmp_path, monkeypatch):
+    """The window after the trial's last user attribute and before `tell`: Optuna then raises ValueError, not
+    UpdateFinishedTrialError, unless told to skip finished trials."""
+    study = _rdb_study(tmp_path)
+    tell, failed = study.tell, []
+
+    def failed_meanwhile(trial, *args, **kwargs):
+        if not failed:
+            failed.append(tell(trial.number if hasattr(trial, "number") else trial, state=TrialState.FAIL))
+        return tell(trial, *args, **kwargs)
+
+    monkeypatch.setattr(study, "tell", failed_meanwhile)
+    objective = lambda trial: tune.TrialOutcome(0.5, False, 1, 0.0)  # noqa: E731
+    assert tune.tune(study, 2, {"lr": FloatDistribution(1e-5, 1e-3, log=True)}, objective) == 3
+    assert collections.Counter(t.state for t in study.get_trials()) == {TrialState.COMPLETE: 2, TrialState.FAIL: 1}
+
 def test_a_bad_heartbeat_setting_is_one_line_before_any_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(HEARTBEAT_ENV, "1m")
     message = r"REGBENCH_HEARTBEAT_SECONDS must be a whole number of seconds ≥ 1, got '1m'"
