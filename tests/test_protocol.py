@@ -184,6 +184,7 @@ def test_grid_final_records_of_a_diverging_method_are_written(tmp_path, data_dir
 # ---- exceptions to the equal protocol are stated --------------------------------------------------------------------
 def test_extra_phases_are_stated_in_plan_record_and_leaderboard(tiny_config, tmp_path):
     from regbench.harness.leaderboard.loading import _phases
+    from regbench.harness.record_model import parse_record
     from regbench.harness.plan import phase_notes
     from regbench.harness.profiles import parse_profile
 
@@ -196,4 +197,4 @@ def test_extra_phases_are_stated_in_plan_record_and_leaderboard(tiny_config, tmp
     record = api.run(tiny_config(method="mvcr", epochs=3, write_record=False))
     assert record["train_info"]["phases"].startswith("1 AE-only warm-up epoch(s) before the 3 main epochs")
     del record["train_info"]["phases"]  # an older record: the leaderboard asks the method instead
-    assert _phases(record).startswith("1 AE-only warm-up epoch(s)")
+    assert _phases(parse_record(record)).startswith("1 AE-only warm-up epoch(s)")
