@@ -265,7 +265,7 @@ def test_cell_keys_do_not_depend_on_where_the_data_lives(tmp_path, data_dir):
 
     copy = tmp_path / "mirror"
     shutil.copytree(Path(data_dir) / "glue" / "sst2", copy / "glue" / "sst2")
-    profile = parse_profile({**BASE, "ood": False}, "t")  # the copy holds sst2 alone, not its OOD sets (plan checks them)
+    profile = parse_profile({**BASE, "ood": False}, "t")  # the copy has sst2 alone, not its OOD sets (plan checks them)
     assert [c.key for c in grid.plan_cells(profile, str(copy))] == [c.key for c in grid.plan_cells(profile, data_dir)]
 
 

@@ -184,9 +184,9 @@ def test_grid_final_records_of_a_diverging_method_are_written(tmp_path, data_dir
 # ---- exceptions to the equal protocol are stated --------------------------------------------------------------------
 def test_extra_phases_are_stated_in_plan_record_and_leaderboard(tiny_config, tmp_path):
     from regbench.harness.leaderboard.loading import _phases
-    from regbench.harness.record_model import parse_record
     from regbench.harness.plan import phase_notes
     from regbench.harness.profiles import parse_profile
+    from regbench.harness.record_model import parse_record
 
     profile = parse_profile({"model": "tiny-random-bert", "tasks": ["sst2"], "sizes": ["n16"], "noise": [0.0],
                              "seeds": [1], "methods": ["std", "std++", "lp-ft", "mvcr"], "trials": 1, "epochs": 3},
