@@ -4,7 +4,7 @@ A claim is a lock file created with ``O_EXCL`` (atomic on local disks and on NFS
 (``host:pid``). The owner refreshes its modification time every ``refresh`` seconds while it holds it. A claim is
 stale, and taken over, when its owner is a dead process on this host or, whatever the host (a shared results
 directory in cluster mode, where a process id says nothing), when it has not been refreshed for ``grace`` seconds.
-Both follow the trials' heartbeat (harness.storage): refreshed twice a beat, stale after three silent beats.
+Both follow the trials' heartbeat (harness.liveness): refreshed twice a beat, stale after three silent beats.
 Records decide what is done; a claim only says who is doing it now.
 
 Why files, not final runs enqueued as fixed-parameter trials of a per-cell Optuna study (DESIGN.md's suggestion):
@@ -19,8 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import tune
-from .storage import GRACE_BEATS, heartbeat_seconds
+from .liveness import GRACE_BEATS, heartbeat_seconds, is_alive, worker_id
 
 
 class Claim:
@@ -46,7 +45,7 @@ class Claim:
                 self.path.unlink(missing_ok=True)  # its worker died mid-run
                 continue
             with os.fdopen(fd, "w") as handle:
-                handle.write(tune.worker_id())
+                handle.write(worker_id())
             self.owned = True
             self._beat = threading.Thread(target=self._keep_fresh, name=f"claim {self.path.name}", daemon=True)
             self._beat.start()
@@ -70,7 +69,7 @@ class Claim:
         if age > self.grace:
             return True
         # an empty file is a claim being written (created, owner not yet in it): alive until the grace ends
-        return bool(owner) and not tune.is_alive(owner)
+        return bool(owner) and not is_alive(owner)
 
     def _keep_fresh(self) -> None:
         while not self._stop.wait(self.refresh):

@@ -37,7 +37,7 @@ from typing import Any
 import optuna
 from tqdm.auto import tqdm
 
-from . import api, claims, records, tracking, tune
+from . import api, claims, liveness, records, tracking, tune
 from .cells import (  # noqa: F401 — re-exported: grid.cell_key, grid.block_key, … stay where users look
     Cell,
     block_key,
@@ -112,7 +112,7 @@ def _sampler_tag(studies: Any, worker_index: int) -> str:
     ids tell them apart instead (cluster grids trade that reproducibility for not repeating each other)."""
     from optuna.storages import RDBStorage
 
-    return tune.worker_id() if isinstance(studies, RDBStorage) else f"worker{worker_index}"
+    return liveness.worker_id() if isinstance(studies, RDBStorage) else f"worker{worker_index}"
 
 
 def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
@@ -124,12 +124,12 @@ def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
     study = tune.open_study(ctx.storage, cell.key, ctx.worker, profile.pruner, cell.block, profile.startup_trials)
     on_stale = (lambda n: tracking.close_runs_with_key(ctx.tracking_uri, experiment_name(profile),
                                                        f"{cell.key}/trial{n}")) if ctx.track else None
-    tune.close_stale_trials(study, on_stale)  # before counting what is done, for the progress bar
+    liveness.close_stale_trials(study, on_stale)  # before counting what is done, for the progress bar
     start, started_at = time.perf_counter(), time.time()
     bar.update(min(tune.counted(study), profile.trials))  # trials done before a resume
     with _cell_tracker(ctx, cell) as parent:
-        ran = tune.tune(study, profile.trials, space, _objective(ctx, base, cell, parent.run_id), bar.update,
-                        on_stale)
+        ran = tune.tune(study, profile.trials, space, _objective(ctx, base, cell, parent.run_id),
+                        storage=ctx.storage, on_trial=bar.update, on_stale=on_stale)
         tuning = tune.summary(study)
         best = tuning["best_params"] or {"lr": base.train.lr}
         finals = [_final_or_error(ctx, base, cell, best, seed, parent.run_id, bar) for seed in profile.seeds]

@@ -34,8 +34,9 @@ import pandas as pd
 from . import tracking
 from .errors import Fault, Interrupted, RegbenchError, check_dir, describe
 from .grid import output_dir, run_grid
+from .liveness import heartbeat_seconds
 from .profiles import Profile, load_profile
-from .storage import heartbeat_seconds, open_storage, resolve
+from .storage import open_storage, resolve
 
 
 def run_parallel(profile: Profile, out: str | None = None, *, workers: int = 1, overwrite: str = "only-missing",

@@ -16,7 +16,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from . import records, tune
+from . import liveness, records, tune
 from .errors import RegbenchError
 from .grid import Cell, output_dir, plan_cells
 from .profiles import Profile
@@ -62,7 +62,7 @@ def _row(profile: Profile, cell: Cell, studies: Any, done: Counter) -> dict[str,
         return {**row, "trials": "", "running": "", "finals": "", "state": f"n/a: {cell.na}"}
     trials = _trials(studies, cell.key)
     counted = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
-    running = sum(t.state == TrialState.RUNNING and tune.is_live(t) for t in trials)
+    running = sum(t.state == TrialState.RUNNING and liveness.is_live(t) for t in trials)
     finals = sum(done[(cell.key, seed)] > 0 for seed in profile.seeds)
     if finals == len(profile.seeds):
         state = "done"

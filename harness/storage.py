@@ -9,7 +9,7 @@ share it through file locks and a worker's death is seen through its process id.
 Workers on several machines share a database instead (any SQLAlchemy URL Optuna's ``RDBStorage`` takes:
 PostgreSQL in production, SQLite for a test). There a process id says nothing about another host, so every running
 trial sends Optuna's heartbeat, and a trial whose heartbeat is older than the grace period is failed by the next
-worker that looks at its cell (``tune.close_stale_trials``): its slot is redone, whichever host it died on.
+worker that looks at its cell (harness.liveness): its slot is redone, whichever host it died on.
 """
 
 from __future__ import annotations
@@ -21,13 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .liveness import GRACE_BEATS, heartbeat_seconds
 
 STORAGE_ENV = "REGBENCH_OPTUNA_STORAGE"  # default of --storage, so cluster jobs need not repeat it
-HEARTBEAT_ENV = "REGBENCH_HEARTBEAT_SECONDS"
-# A trial beats every minute (in a thread: an epoch can take longer than that on a CPU); one silent for three beats
-# is taken as dead. Final-run claims (harness.claims) follow the same clock.
-HEARTBEAT_SECONDS = 60
-GRACE_BEATS = 3
 # The Python driver each database needs, for the error a missing one gives.
 DRIVERS = {"postgresql": "psycopg (pip install 'regbench[cluster]')", "mysql": "PyMySQL or mysqlclient"}
 
@@ -35,17 +31,6 @@ DRIVERS = {"postgresql": "psycopg (pip install 'regbench[cluster]')", "mysql": "
 def describe(url: str) -> str:
     """The URL with its password masked, for messages and logs."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
-def heartbeat_seconds() -> int:
-    """The beat of running trials and final-run claims: ``$REGBENCH_HEARTBEAT_SECONDS`` or 60. Longer where workers
-    may stall for minutes (suspended jobs, a slow shared disk); every worker of a grid should use the same."""
-    text = os.environ.get(HEARTBEAT_ENV, "").strip()
-    if not text:
-        return HEARTBEAT_SECONDS
-    if not text.isdigit() or int(text) < 1:
-        raise ConfigError(f"${HEARTBEAT_ENV} must be a whole number of seconds ≥ 1, got {text!r}")
-    return int(text)
 
 
 def open_storage(out: Path, url: str | None = None, *, heartbeat: int | None = None) -> Any:

@@ -4,7 +4,7 @@ One study per cell, named by the cell key, so a re-run or a second worker loads 
 (``load_if_exists``). The budget counts COMPLETE + PRUNED trials plus RUNNING trials of live workers: a re-run after
 an interruption tops up exactly, and parallel workers overshoot by at most workers − 1 (each may ask for a trial
 after reading the same count). A trial whose worker died (its process is gone; on another host, its heartbeat went
-silent: harness.storage) is marked FAIL and no longer counts, so its slot is redone. A worker whose budget is used
+silent: harness.liveness) is marked FAIL and no longer counts, so its slot is redone. A worker whose budget is used
 up waits for the other workers' running trials, so all of them re-run the same best configuration. Every trial
 ends COMPLETE or PRUNED: a diverged trial, or one that raises, completes with ``FAILURE_SCORE`` (below every
 primary metric, all of which are ≥ −1) so it counts and a cell can never loop.
@@ -25,24 +25,19 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import socket
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from .storage import GRACE_BEATS, heartbeat_seconds
+from .liveness import WORKER_ATTR, Heartbeat, close_stale_trials, first_beat, is_live, running_elsewhere, worker_id
 
 FAILURE_SCORE = -1.0
-WORKER_ATTR = "worker"
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -61,20 +56,6 @@ class TrialOutcome:
 
 def study_name(cell_key: str) -> str:
     return f"cell-{cell_key}"
-
-
-def worker_id() -> str:
-    """``host:pid:start``: the start time (Linux: clock ticks since boot) tells this process from a later one that
-    got the same pid, so a dead worker's trial is never kept alive by a stranger."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid())}"
-
-
-def _process_start(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rpartition(")")[2].split()[19]  # field 22, counted after the name in parentheses
 
 
 TIE_BREAK = "best dev score, then higher mean dev score over the evaluations, then lower trial number"
@@ -183,56 +164,6 @@ def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(**settings)
 
 
-def is_alive(worker: str | None) -> bool:
-    """A RUNNING trial counts while its worker lives. Workers on other hosts cannot be checked: assumed alive (a
-    database storage's heartbeats decide for them). Older ids without a start time are checked by pid alone."""
-    if not worker:
-        return False
-    host, pid, start = (worker.split(":") + [""])[:3]
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, ValueError):
-        return True
-    return not start or _process_start(int(pid)) in (start, "")
-
-
-def is_live(trial: FrozenTrial) -> bool:
-    """Whether a RUNNING trial's worker is alive. A trial without a worker yet was just asked for: its worker names
-    itself next (ask and naming are two writes), so it is live until a grace period has passed since its start."""
-    worker = trial.user_attrs.get(WORKER_ATTR)
-    if worker is None:
-        started = trial.datetime_start or datetime.now()
-        return (datetime.now() - started).total_seconds() < GRACE_BEATS * heartbeat_seconds()
-    return is_alive(worker)
-
-
-def close_stale_trials(study: optuna.Study, on_close: Callable[[int], object] | None = None) -> list[int]:
-    """Mark RUNNING trials of dead workers FAIL (they stop counting; their slot is redone): on this host, a worker
-    whose process is gone; on any host, where the storage keeps heartbeats (a database, harness.storage), a trial
-    whose heartbeat is older than the grace period."""
-    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    if not running:
-        return []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not is_live(trial):
-            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-    # FAIL by either rule (or by another worker meanwhile: closing twice is harmless); our trials never end FAIL
-    # otherwise, and ones other workers finished since are COMPLETE or PRUNED
-    failed = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    closed = sorted(running & failed)
-    for number in closed:
-        if on_close:
-            on_close(number)
-    return closed
-
-
 def counted(study: optuna.Study) -> int:
     """Trials that use up budget: COMPLETE + PRUNED, and RUNNING ones of live workers."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
@@ -240,20 +171,23 @@ def counted(study: optuna.Study) -> int:
 
 
 def tune(study: optuna.Study, budget: int, space: dict[str, BaseDistribution],
-         objective: Callable[[optuna.Trial], TrialOutcome], on_trial: Callable[[], None] | None = None,
-         on_stale: Callable[[int], object] | None = None, poll_seconds: float = 2.0) -> int:
+         objective: Callable[[optuna.Trial], TrialOutcome], *, storage: Any,
+         on_trial: Callable[[], None] | None = None, on_stale: Callable[[int], object] | None = None,
+         poll_seconds: float = 2.0) -> int:
     """Run trials until the budget is used up, then wait for other workers' running trials; returns how many this
     call ran. Before each trial, trials of dead workers are closed (``on_stale`` gets their numbers), so a slot lost
     meanwhile, on this host or another, is redone now.
 
     Why wait: the best configuration is only known once every counted trial has ended, and every worker must re-run
     the same one over the seeds. A worker that went on with the best of the trials finished so far could pick another
-    configuration than the worker still training the last trial, and the cell would get two final runs per seed."""
+    configuration than the worker still training the last trial, and the cell would get two final runs per seed.
+    ``storage``: the one ``study`` lives in (harness.storage), for the heartbeat; a required keyword, so forgetting
+    it cannot switch a database grid's heartbeats off."""
     ran = 0
     while True:
         close_stale_trials(study, on_stale)
         if counted(study) < budget:
-            _run_trial(study, space, objective)
+            _run_trial(storage, study, space, objective)
             ran += 1
             if on_trial:
                 on_trial()
@@ -263,46 +197,23 @@ def tune(study: optuna.Study, budget: int, space: dict[str, BaseDistribution],
         time.sleep(poll_seconds)
 
 
-def running_elsewhere(study: optuna.Study) -> set[int]:
-    """Numbers of RUNNING trials whose workers are alive (this process runs none while it waits)."""
-    return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if is_live(t)}
-
-
-def _run_trial(study: optuna.Study, space: dict[str, BaseDistribution],
+def _run_trial(storage: Any, study: optuna.Study, space: dict[str, BaseDistribution],
                objective: Callable[[optuna.Trial], TrialOutcome]) -> None:
     with warnings.catch_warnings():  # "heartbeat … with Study.optimize": we run its heartbeat ourselves
         warnings.filterwarnings("ignore", message="Heartbeat of storage")
         trial = study.ask(fixed_distributions=space)
     try:
-        _first_beat(study, trial)
+        first_beat(storage, study, trial)
         trial.set_user_attr(WORKER_ATTR, worker_id())
     except optuna.exceptions.UpdateFinishedTrialError:  # failed meanwhile as unnamed past the grace: not ours now
         return
     start = time.perf_counter()
     try:
-        with _heartbeat(study, trial):
+        with Heartbeat(storage, study, trial):
             outcome = objective(trial)
     except Exception as err:  # noqa: BLE001 — one broken configuration must not stop the grid
         outcome = TrialOutcome(None, False, 0, time.perf_counter() - start, f"{type(err).__name__}: {err}")
     _finish(study, trial, outcome)
-
-
-def _first_beat(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Beat once before naming the worker (the thread's first beat comes later). Optuna never fails a trial that
-    never beat, so without this a host dying between naming and that beat would leave a trial that looks alive
-    forever; with it, a trial is unnamed (live for a grace: ``is_live``) or has a beat that goes silent."""
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    if is_heartbeat_enabled(study._storage):  # (the study wraps an RDBStorage in a cache: ask Optuna, not isinstance)
-        study._storage.record_heartbeat(trial._trial_id)
-
-
-def _heartbeat(study: optuna.Study, trial: optuna.Trial) -> Any:
-    """Optuna's own heartbeat thread for a trial, as ``study.optimize`` runs it (a no-op where the storage keeps no
-    heartbeats). Ask-and-tell has no public hook for it, hence the private import."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
-    return get_heartbeat_thread(trial._trial_id, study._storage)
 
 
 def _finish(study: optuna.Study, trial: optuna.Trial, outcome: TrialOutcome) -> None:

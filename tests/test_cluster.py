@@ -21,11 +21,12 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
-from regbench.harness import claims, grid, tune
+from regbench.harness import claims, grid, liveness, tune
 from regbench.harness.cli import main
 from regbench.harness.errors import ConfigError
+from regbench.harness.liveness import HEARTBEAT_ENV
 from regbench.harness.profiles import load_profile
-from regbench.harness.storage import HEARTBEAT_ENV, STORAGE_ENV, describe, open_storage
+from regbench.harness.storage import STORAGE_ENV, describe, open_storage
 
 PG_ENV = "REGBENCH_TEST_POSTGRES_URL"  # e.g. postgresql://regbench:regbench@127.0.0.1/postgres (.ci/run sets it)
 REMOTE = "another-host.example:4242"  # a worker on another machine: its process id cannot be checked from here
@@ -63,54 +64,55 @@ def test_a_directory_is_not_a_journal(tmp_path):
     assert describe("postgresql://u:p@h/db") == "postgresql://u:***@h/db"
 
 
-def _rdb_study(tmp_path: Path, heartbeat: int = 1) -> optuna.Study:
+def _rdb_study(tmp_path: Path, heartbeat: int = 1) -> tuple[optuna.storages.RDBStorage, optuna.Study]:
     """A study in SQLite with a 1 s beat, so a 3 s grace: room for SQLite's whole-second timestamps and a late beat
     on a busy machine (a beating trial's last beat is at most ~2 s old, a silent one's ≥ 4 s after the sleeps)."""
     storage = open_storage(tmp_path, f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat=heartbeat)
-    return tune.open_study(storage, "cluster-test", "w0", {"type": "none"})
+    return storage, tune.open_study(storage, "cluster-test", "w0", {"type": "none"})
 
 
 def _running_trial_of(study: optuna.Study, worker: str) -> optuna.Trial:
     with warnings.catch_warnings():  # "heartbeat … with Study.optimize": the test drives it by hand
         warnings.simplefilter("ignore", UserWarning)
         trial = study.ask({"lr": FloatDistribution(1e-5, 1e-3, log=True)})
-    trial.set_user_attr(tune.WORKER_ATTR, worker)
+    trial.set_user_attr(liveness.WORKER_ATTR, worker)
     return trial
 
 
 def test_a_trial_of_a_host_that_went_silent_is_failed_and_its_slot_redone(tmp_path):
-    study = _rdb_study(tmp_path)
+    storage, study = _rdb_study(tmp_path)
     silent = _running_trial_of(study, REMOTE)
-    study._storage.record_heartbeat(silent._trial_id)  # it beat once, then its host died
+    liveness.first_beat(storage, study, silent)  # it beat once, then its host died
     alive = _running_trial_of(study, REMOTE)
-    with tune._heartbeat(study, alive):  # still beating (every second)
+    with liveness.Heartbeat(storage, study, alive):  # still beating (every second)
         time.sleep(5)
         assert tune.counted(study) == 2  # another host's worker cannot be checked by its pid: it counts ...
         closed = []
-        assert tune.close_stale_trials(study, closed.append) == [silent.number] == closed  # ... until it is silent
+        assert liveness.close_stale_trials(study, closed.append) == [silent.number] == closed  # ... until it is silent
     states = {t.number: t.state for t in study.get_trials()}
     assert states == {silent.number: TrialState.FAIL, alive.number: TrialState.RUNNING}
     study.tell(alive, 0.5)
     stale = []
     ran = tune.tune(study, 3, {"lr": FloatDistribution(1e-5, 1e-3, log=True)},
-                    lambda trial: tune.TrialOutcome(0.6, False, 1, 0.0), on_stale=stale.append)
+                    lambda trial: tune.TrialOutcome(0.6, False, 1, 0.0), storage=storage, on_stale=stale.append)
     assert ran == 2 and not stale  # the failed slot is redone: 3 complete in all
     assert collections.Counter(t.state for t in study.get_trials()) == {TrialState.COMPLETE: 3, TrialState.FAIL: 1}
 
 
 def test_a_trial_beats_while_it_runs(tmp_path):
-    study = _rdb_study(tmp_path)
+    storage, study = _rdb_study(tmp_path)
     seen = []
 
     def objective(trial):
         time.sleep(4.5)  # longer than the grace: without fresh beats, another worker would fail it now
         with sqlite3.connect(tmp_path / "optuna.db") as db:
             seen.append(db.execute("SELECT strftime('%s', CURRENT_TIMESTAMP) - strftime('%s', heartbeat) "
-                                   "FROM trial_heartbeats WHERE trial_id = ?", (trial._trial_id,)).fetchall())
-        seen.append(tune.close_stale_trials(study))
+                                   "FROM trial_heartbeats WHERE trial_id = ?",
+                                   (liveness.trial_id(storage, study, trial.number),)).fetchall())
+        seen.append(liveness.close_stale_trials(study))
         return tune.TrialOutcome(0.5, False, 1, 4.5)
 
-    tune.tune(study, 1, {"lr": FloatDistribution(1e-5, 1e-3, log=True)}, objective)
+    tune.tune(study, 1, {"lr": FloatDistribution(1e-5, 1e-3, log=True)}, objective, storage=storage)
     (age,), closed = seen[0][0], seen[1]
     assert age <= 2 and closed == [] and study.get_trials()[0].state == TrialState.COMPLETE
 
@@ -125,8 +127,8 @@ def _write_claim(path: Path, owner: str, age: float) -> None:
 def test_claims_are_kept_fresh_while_held_and_taken_over_when_silent(tmp_path):
     path = tmp_path / "claims" / "run-key"
     with claims.Claim(path, refresh=0.1) as claimed:
-        assert claimed and path.read_text() == tune.worker_id()
-        _write_claim(path, tune.worker_id(), age=100)
+        assert claimed and path.read_text() == liveness.worker_id()
+        _write_claim(path, liveness.worker_id(), age=100)
         time.sleep(0.5)
         assert time.time() - path.stat().st_mtime < 1  # refreshed by its holder
     assert not path.exists()
@@ -136,7 +138,7 @@ def test_claims_are_kept_fresh_while_held_and_taken_over_when_silent(tmp_path):
         _write_claim(path, owner, age)
         with claims.Claim(path, grace=180) as claimed:
             assert claimed == taken, (owner, age)
-            assert path.read_text() == (tune.worker_id() if taken else owner)
+            assert path.read_text() == (liveness.worker_id() if taken else owner)
         if not taken:
             path.unlink()
 
@@ -190,7 +192,7 @@ def test_two_workers_share_a_grid_through_postgresql(tmp_path, data_dir, postgre
 
 
 def test_a_trial_failed_meanwhile_by_another_worker_does_not_stop_this_one(tmp_path):
-    study = _rdb_study(tmp_path)
+    storage, study = _rdb_study(tmp_path)
     failed_once = []
 
     def objective(trial):  # another worker took this trial for dead (this process stalled past the grace)
@@ -199,7 +201,7 @@ def test_a_trial_failed_meanwhile_by_another_worker_does_not_stop_this_one(tmp_p
             study.tell(trial.number, state=TrialState.FAIL)
         return tune.TrialOutcome(0.5, False, 1, 0.0)
 
-    assert tune.tune(study, 2, {"lr": FloatDistribution(1e-5, 1e-3, log=True)}, objective) == 3
+    assert tune.tune(study, 2, {"lr": FloatDistribution(1e-5, 1e-3, log=True)}, objective, storage=storage) == 3
     assert collections.Counter(t.state for t in study.get_trials()) == {TrialState.COMPLETE: 2, TrialState.FAIL: 1}
 
 
@@ -207,7 +209,7 @@ def test_a_trial_failed_meanwhile_by_another_worker_does_not_stop_this_one(tmp_p
 def test_a_trial_failed_just_before_its_result_is_told_does_not_stop_this_one(tmp_path, monkeypatch):
     """The window after the trial's last user attribute and before `tell`: Optuna then raises ValueError, not
     UpdateFinishedTrialError, unless told to skip finished trials."""
-    study = _rdb_study(tmp_path)
+    storage, study = _rdb_study(tmp_path)
     tell, failed = study.tell, []
 
     def failed_meanwhile(trial, *args, **kwargs):
@@ -217,7 +219,7 @@ def test_a_trial_failed_just_before_its_result_is_told_does_not_stop_this_one(tm
 
     monkeypatch.setattr(study, "tell", failed_meanwhile)
     objective = lambda trial: tune.TrialOutcome(0.5, False, 1, 0.0)  # noqa: E731
-    assert tune.tune(study, 2, {"lr": FloatDistribution(1e-5, 1e-3, log=True)}, objective) == 3
+    assert tune.tune(study, 2, {"lr": FloatDistribution(1e-5, 1e-3, log=True)}, objective, storage=storage) == 3
     assert collections.Counter(t.state for t in study.get_trials()) == {TrialState.COMPLETE: 2, TrialState.FAIL: 1}
 
 def test_a_bad_heartbeat_setting_is_one_line_before_any_run(tmp_path, monkeypatch, capsys):
@@ -278,22 +280,24 @@ def test_a_trial_not_yet_named_by_its_worker_is_live_until_the_grace_ends(tmp_pa
     """ask and naming the worker are two writes: another worker looking in between must not fail the trial (the
     race a second worker hit when it checked for stale trials before every trial)."""
     monkeypatch.setenv(HEARTBEAT_ENV, "1")  # grace 3 s
-    study = tune.open_study(open_storage(tmp_path), "unnamed", "w0", {"type": "none"})
+    storage = open_storage(tmp_path)
+    study = tune.open_study(storage, "unnamed", "w0", {"type": "none"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         unnamed = study.ask({"lr": FloatDistribution(1e-5, 1e-3, log=True)})
-    assert tune.close_stale_trials(study) == [] and tune.counted(study) == 1
+    assert liveness.close_stale_trials(study) == [] and tune.counted(study) == 1
     time.sleep(3.2)  # its worker died between the two writes
-    assert tune.close_stale_trials(study) == [unnamed.number] and tune.counted(study) == 0
+    assert liveness.close_stale_trials(study) == [unnamed.number] and tune.counted(study) == 0
 
 
 def test_a_trial_beats_once_before_its_worker_names_itself(tmp_path):
     """Optuna never fails a trial that never beat: a host dying after naming itself but before its heartbeat
     thread's first beat would leave a trial every other worker waits for, for ever."""
-    study = _rdb_study(tmp_path)
+    storage, study = _rdb_study(tmp_path)
     trial = _running_trial_of(study, REMOTE)  # asked and named, by hand: no beat yet
     with sqlite3.connect(tmp_path / "optuna.db") as db:
         beats = "SELECT COUNT(*) FROM trial_heartbeats WHERE trial_id = ?"
-        assert db.execute(beats, (trial._trial_id,)).fetchone() == (0,)
-        tune._first_beat(study, trial)  # what tune does between ask and naming
-        assert db.execute(beats, (trial._trial_id,)).fetchone() == (1,)
+        trial_id = liveness.trial_id(storage, study, trial.number)
+        assert db.execute(beats, (trial_id,)).fetchone() == (0,)
+        liveness.first_beat(storage, study, trial)  # what tune does between ask and naming
+        assert db.execute(beats, (trial_id,)).fetchone() == (1,)

@@ -16,7 +16,7 @@ import optuna
 import pytest
 from grid_profiles import BASE, mlflow_runs, records_of, write_profile
 
-from regbench.harness import api, grid, tracking, tune
+from regbench.harness import api, grid, liveness, tracking, tune
 from regbench.harness.cli import main
 from regbench.harness.errors import ConfigError, RegbenchError
 from regbench.harness.method import METHODS, Method, register_method
@@ -114,15 +114,16 @@ def test_interrupted_study_tops_up_to_exactly_the_budget(tmp_path):
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
     space = {"lr": optuna.distributions.FloatDistribution(1e-5, 1e-3, log=True)}
     study = tune.open_study(storage, "cellA", "w0", {"type": "none"})
-    assert tune.tune(study, 2, space, lambda t: tune.TrialOutcome(t.params["lr"], False, 1, 0.0)) == 2
+    assert tune.tune(study, 2, space, lambda t: tune.TrialOutcome(t.params["lr"], False, 1, 0.0), storage=storage) == 2
     dead = study.ask(space)  # a trial whose worker was killed mid-run
-    dead.set_user_attr(tune.WORKER_ATTR, f"{os.uname().nodename}:999999999")
+    dead.set_user_attr(liveness.WORKER_ATTR, f"{os.uname().nodename}:999999999")
     study = tune.open_study(storage, "cellA", "w1", {"type": "none"})
-    assert tune.close_stale_trials(study) == [dead.number]
-    assert tune.tune(study, 4, space, lambda t: tune.TrialOutcome(None, False, 1, 0.0)) == 2  # diverged → counted
+    assert liveness.close_stale_trials(study) == [dead.number]
+    diverged = lambda t: tune.TrialOutcome(None, False, 1, 0.0)  # noqa: E731
+    assert tune.tune(study, 4, space, diverged, storage=storage) == 2  # diverged → counted
     states = collections.Counter(t.state.name for t in study.get_trials())
     assert states == {"COMPLETE": 4, "FAIL": 1}
-    assert tune.tune(study, 4, space, lambda t: pytest.fail("budget already used")) == 0
+    assert tune.tune(study, 4, space, lambda t: pytest.fail("budget already used"), storage=storage) == 0
 
 
 class NaNAfterFirstStep(Method):

@@ -8,7 +8,7 @@ import socket
 import pytest
 from grid_profiles import write_profile
 
-from regbench.harness import grid, tune
+from regbench.harness import grid, liveness, tune
 from regbench.harness.cli import main
 from regbench.harness.profiles import load_profile
 from regbench.harness.status import status_table
@@ -33,7 +33,7 @@ def test_status_follows_a_grid_from_nothing_to_done(tmp_path, data_dir, capsys):
     record.unlink()  # seed 2 of std++ not done yet ...
     study = tune.open_study(grid.open_storage(out, url), cell.key, "w", {"type": "none"})
     extra = study.ask()
-    extra.set_user_attr(tune.WORKER_ATTR, f"{socket.gethostname()}:1")  # ... and a trial running (pid 1 lives)
+    extra.set_user_attr(liveness.WORKER_ATTR, f"{socket.gethostname()}:1")  # ... and a trial running (pid 1 lives)
     partial = status_table(profile, out, url, data_dir).loc[std_plus]
     assert (partial["state"], partial["finals"], partial["running"]) == ("final runs", "1/2", 1)
 

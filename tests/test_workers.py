@@ -13,7 +13,7 @@ import optuna
 import pytest
 from grid_profiles import mlflow_runs, records_of, write_profile
 
-from regbench.harness import claims, grid, tracking, tune
+from regbench.harness import claims, grid, liveness, tracking, tune
 from regbench.harness.profiles import load_profile
 
 
@@ -41,10 +41,11 @@ def test_two_workers_share_one_study_without_duplicates(tmp_path, data_dir):
 def test_a_worker_waits_for_another_workers_last_trial_before_its_final_runs(tmp_path):
     from optuna.distributions import FloatDistribution
 
-    study = tune.open_study(grid.open_storage(tmp_path), "wait-test", "w0", {"type": "none"})
+    storage = grid.open_storage(tmp_path)
+    study = tune.open_study(storage, "wait-test", "w0", {"type": "none"})
     space = {"lr": FloatDistribution(1e-5, 1e-3, log=True)}
     other = study.ask(space)
-    other.set_user_attr(tune.WORKER_ATTR, f"{socket.gethostname()}:1")  # pid 1: alive for the whole test
+    other.set_user_attr(liveness.WORKER_ATTR, f"{socket.gethostname()}:1")  # pid 1: alive for the whole test
     finished_at = []
 
     def other_worker_finishes() -> None:
@@ -54,7 +55,8 @@ def test_a_worker_waits_for_another_workers_last_trial_before_its_final_runs(tmp
 
     thread = threading.Thread(target=other_worker_finishes)
     thread.start()
-    ran = tune.tune(study, 2, space, lambda trial: tune.TrialOutcome(0.5, False, 1, 0.0), poll_seconds=0.1)
+    ran = tune.tune(study, 2, space, lambda trial: tune.TrialOutcome(0.5, False, 1, 0.0),
+                    storage=storage, poll_seconds=0.1)
     returned_at = time.monotonic()
     thread.join()
     assert ran == 1 and finished_at and returned_at >= finished_at[0]

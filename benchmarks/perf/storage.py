@@ -23,7 +23,7 @@ from pathlib import Path
 
 from optuna.distributions import FloatDistribution
 
-from regbench.harness import grid, tune
+from regbench.harness import grid, liveness, tune
 from regbench.harness.storage import describe, open_storage
 
 SPACE = {"lr": FloatDistribution(1e-5, 1e-3, log=True)}  # STD's search space
@@ -43,9 +43,9 @@ def objective_without_training(epochs: int):
 
 
 def ms_per_trial(storage, trials: int, epochs: int) -> float:
-    study = tune.open_study(storage, uuid.uuid4().hex, tune.worker_id(), {"type": "median"})
+    study = tune.open_study(storage, uuid.uuid4().hex, liveness.worker_id(), {"type": "median"})
     start = time.perf_counter()
-    tune.tune(study, trials, SPACE, objective_without_training(epochs))
+    tune.tune(study, trials, SPACE, objective_without_training(epochs), storage=storage)
     return (time.perf_counter() - start) * 1000 / trials
 
 
