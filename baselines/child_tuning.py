@@ -44,8 +44,8 @@ import torch
 from optuna.distributions import BaseDistribution, FloatDistribution
 from torch import nn
 
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import (
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import (
     SHARED_LR_RANGE,
     Method,
     MethodConfig,
@@ -54,7 +54,7 @@ from regbench.harness.method import (
     private_generator,
     register_method,
 )
-from regbench.harness.model import TaskModel
+from regbench.harness.run.model import TaskModel
 
 __all__ = ["ChildTuningConfig", "ChildTuningD", "ChildTuningDConfig", "ChildTuningF", "fisher_information",
            "keep_threshold", "masked_parameters", "random_bytes",

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from optuna.distributions import BaseDistribution, FloatDistribution
 
-from regbench.harness.method import Method, TrainContext, register_method
-from regbench.harness.model import TaskModel
+from regbench.harness.run.method import Method, TrainContext, register_method
+from regbench.harness.run.model import TaskModel
 
 HEAD_LR_RANGE = FloatDistribution(1e-3, 1e-1, log=True)
 

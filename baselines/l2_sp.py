@@ -40,8 +40,8 @@ from typing import Any
 import torch
 from optuna.distributions import BaseDistribution, FloatDistribution
 
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import (
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import (
     SHARED_LR_RANGE,
     Method,
     MethodConfig,
@@ -51,7 +51,7 @@ from regbench.harness.method import (
     hparam,
     register_method,
 )
-from regbench.harness.model import TaskModel, TaskOutput
+from regbench.harness.run.model import TaskModel, TaskOutput
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ from typing import Any
 from optuna.distributions import BaseDistribution, FloatDistribution
 from torch import nn
 
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import SHARED_LR_RANGE, Method, MethodConfig, decay_groups, hparam, register_method
-from regbench.harness.model import TaskModel
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import SHARED_LR_RANGE, Method, MethodConfig, decay_groups, hparam, register_method
+from regbench.harness.run.model import TaskModel
 
 __all__ = ["LLRD", "LLRDConfig", "layer_depths", "transformer_layers"]
 

@@ -37,8 +37,8 @@ import torch
 from optuna.distributions import BaseDistribution, FloatDistribution
 from transformers import get_linear_schedule_with_warmup
 
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import (
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import (
     SHARED_LR_RANGE,
     Method,
     MethodConfig,
@@ -48,7 +48,7 @@ from regbench.harness.method import (
     linear_schedule_factor,
     register_method,
 )
-from regbench.harness.model import TaskModel
+from regbench.harness.run.model import TaskModel
 
 
 @dataclass(frozen=True)

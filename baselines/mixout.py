@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from optuna.distributions import BaseDistribution, FloatDistribution
 from torch import nn
 
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import (
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import (
     SHARED_LR_RANGE,
     Method,
     MethodConfig,
@@ -45,7 +45,7 @@ from regbench.harness.method import (
     private_generator,
     register_method,
 )
-from regbench.harness.model import TaskModel
+from regbench.harness.run.model import TaskModel
 
 __all__ = ["MixLinear", "Mixout", "MixoutConfig", "MixoutPlug", "apply_mixout", "mixout_generator"]
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from regbench.baselines.mixout import MixoutPlug, apply_mixout, mixout_generator
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import TrainContext, hparam, register_method
-from regbench.harness.model import TaskModel
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import TrainContext, hparam, register_method
+from regbench.harness.run.model import TaskModel
 from regbench.regularizers.mvcr import MVCR, MVCRConfig
 
 

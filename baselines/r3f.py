@@ -37,9 +37,9 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from torch import nn
 from torch.nn.utils import parametrize
 
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
-from regbench.harness.model import TaskModel, TaskOutput
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
+from regbench.harness.run.model import TaskModel, TaskOutput
 
 NOISE_TYPES = ("uniform", "normal")
 

@@ -26,9 +26,9 @@ from optuna.distributions import BaseDistribution, IntDistribution
 from torch import nn
 
 from regbench.baselines.llrd import transformer_layers
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
-from regbench.harness.model import TaskModel
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
+from regbench.harness.run.model import TaskModel
 
 __all__ = ["ReInit", "ReInitConfig", "reinitialise_"]
 

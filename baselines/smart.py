@@ -43,9 +43,9 @@ import torch
 from optuna.distributions import BaseDistribution, FloatDistribution
 
 from regbench.baselines.r3f import divergence, forward_from_embeddings, symmetric_divergence, token_mask
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
-from regbench.harness.model import TaskModel, TaskOutput
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
+from regbench.harness.run.model import TaskModel, TaskOutput
 
 
 @dataclass(frozen=True)

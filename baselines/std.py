@@ -8,7 +8,7 @@ loop. Only the learning rate is tuned.
 
 from __future__ import annotations
 
-from regbench.harness.method import Method, register_method
+from regbench.harness.run.method import Method, register_method
 
 
 @register_method

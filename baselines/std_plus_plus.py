@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from optuna.distributions import BaseDistribution, FloatDistribution
 
-from regbench.harness.method import Method, MethodConfig, hparam, register_method
+from regbench.harness.run.method import Method, MethodConfig, hparam, register_method
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import datasets
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from regbench.harness.errors import DataError
+from regbench.harness.core.errors import DataError
 
 from .sources import default_data_dir, describe_splits, resolve_data_dir, split_sizes, split_source  # noqa: F401
 from .taskspec import TaskSpec

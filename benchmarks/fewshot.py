@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from regbench.harness.errors import DataError
+from regbench.harness.core.errors import DataError
 
 from .taskspec import TaskSpec
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from regbench.harness.errors import ConfigError
+from regbench.harness.core.errors import ConfigError
 
 from .taskspec import TaskSpec
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from regbench.harness.errors import DataError
+from regbench.harness.core.errors import DataError
 
 from .taskspec import TaskSpec
 

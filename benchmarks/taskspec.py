@@ -19,14 +19,14 @@ from typing import Any
 
 import yaml
 
-from regbench.harness import yamlio
-from regbench.harness.errors import ConfigError
-from regbench.harness.registry import Registry
+from regbench.harness.core import yamlio
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.core.registry import Registry
 
 # The keys each metric returns (the metric table's): the primary metric must name one of them.
 from .metrics import METRIC_OUTPUTS
 
-# The task types the model has heads for (harness.model builds one per type).
+# The task types the model has heads for (harness.run.model builds one per type).
 TASK_TYPES = ("classification", "regression", "token_classification", "multiple_choice")
 REQUIRED_KEYS = ("name", "version", "type", "source", "splits", "label_column", "metrics", "primary")
 
@@ -53,7 +53,7 @@ class TaskSpec:
     text_templates: tuple[str, ...] = ()  # optional: one format string per text segment, over the row's columns
     mark_spans: dict[str, tuple[str, str]] = field(default_factory=dict)  # text column → (start, end) columns
     resplit: dict[str, Any] | None = None  # {test_fraction, seed}: cut one source split into pool + test parts
-    ood: dict[str, dict[str, Any]] = field(default_factory=dict)  # OOD test sets (harness/ood.py)
+    ood: dict[str, dict[str, Any]] = field(default_factory=dict)  # OOD test sets (harness/post/ood.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

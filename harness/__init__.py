@@ -1,5 +1,5 @@
 """regbench harness: the training loop, method protocol, registries, records, tracking and CLI."""
 
-from .version import __version__
+from .core.version import __version__
 
 __all__ = ["__version__"]

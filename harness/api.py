@@ -1,8 +1,11 @@
 """The Python API behind the CLI: one call runs one training run end to end and returns its record.
 
-    from regbench.harness.api import RunConfig, run
-    record = run(RunConfig(task="sst2", method="std", train_size=64, epochs=3, seed=1))
+    from regbench.harness.api import RunConfig, TrainConfig, run
+    record = run(RunConfig(task="sst2", method="std", train_size=64, train=TrainConfig(epochs=3), seed=1))
     record["metrics"]["test"]["accuracy"]
+
+A caller around the run (the grid) passes ``RunHooks``: its cell key, the phase, a per-evaluation callback (the
+pruner) and MLflow parentage; none of them changes what is trained or any key.
 
 Everything that can be wrong with the input (task, method, parameters, learning rate, sizes, data files) is checked
 before anything is written, so bad input loses nothing and leaves no half-made run behind.
@@ -11,14 +14,12 @@ before anything is written, so bad input loses nothing and leaves no half-made r
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,12 +29,14 @@ from regbench.benchmarks.fewshot import parse_size, plan_per_class, plan_split, 
 from regbench.benchmarks.noise import NoiseSpec, apply_noise, check_task_supports
 from regbench.benchmarks.taskspec import TaskSpec, get_task
 
-from . import extras, records, tracking
-from .devices import resolve_device
-from .errors import DataError
-from .method import get_method
-from .model import DEFAULT_MODEL, TaskModel, load_pretrained
-from .train import TrainConfig, TrainResult, train
+from .core import keys
+from .core.errors import DataError
+from .io import records, tracking
+from .post import extras
+from .run.devices import resolve_device
+from .run.method import get_method
+from .run.model import DEFAULT_MODEL, TaskModel, load_pretrained
+from .run.train import TrainConfig, TrainResult, train
 
 # Bump when a harness change may alter results (part of every run key, so old and new records never share a key;
 # the leaderboard keeps one suite version per table). 2: tuning on a seed outside the reported ones, common random
@@ -65,7 +68,7 @@ class RunConfig:
     experiment: str = "regbench"
     track: bool = True
     evaluate_test: bool = True  # False for tuning trials: the test split is never evaluated during tuning
-    ood: bool = True  # final runs: score the task YAML's OOD sets at the selected checkpoint (harness/extras.py)
+    ood: bool = True  # final runs: score the task YAML's OOD sets at the selected checkpoint (harness/post/extras.py)
     collapse: bool = True  # final runs: representation-collapse metrics (CKA, effective rank, probe transfer)
     write_record: bool = True
     profile: str | None = None
@@ -77,15 +80,21 @@ def derive_seeds(seed: int) -> dict[str, int]:
     return {"data": data, "noise": noise, "init": init}
 
 
-def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str | None = None, phase: str = "single",
-        on_epoch_end: Callable[[int, dict[str, float]], bool] | None = None, tracker_key: str | None = None,
-        tags: dict[str, str] | None = None) -> dict[str, Any]:
-    """Train and evaluate once; write the record (and an MLflow run); return the record.
+@dataclass(frozen=True)
+class RunHooks:
+    """What a caller around one run (the grid) adds to it. None of it enters the run's configuration or its keys."""
 
-    The grid passes its ``cell_key`` (which hashes the search space, not the tuned values), the ``phase``
-    (``trial`` / ``final``), an ``on_epoch_end`` callback (the pruner, called after each dev evaluation), the MLflow
-    key of the run and extra tags.
-    """
+    cell_key: str | None = None  # default: the run's configuration without the seed (core.keys.cell_key)
+    phase: str = "single"  # "trial" / "final" in a grid: stored in the record, which the leaderboard filters on
+    on_epoch_end: Callable[[int, dict[str, float]], bool] | None = None  # after each dev evaluation; True stops
+    parent_run_id: str | None = None  # the MLflow parent run (the grid's cell run)
+    tracker_key: str | None = None  # the MLflow run's key: an unfinished run with it is reattached, not duplicated
+    tags: Mapping[str, str] = field(default_factory=dict)  # extra MLflow tags ("run_name" names the run)
+
+
+def run(config: RunConfig, hooks: RunHooks | None = None) -> dict[str, Any]:
+    """Train and evaluate once; write the record (and an MLflow run); return the record."""
+    hooks = hooks or RunHooks()
     task = get_task(config.task)
     method = get_method(config.method, config.method_params)
     config.train.validate()
@@ -94,19 +103,19 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
     seeds = derive_seeds(config.seed)
     data, data_info = prepare_data(task, config, pretrained.tokenizer, seeds["data"], seeds["noise"])
     run_config = describe(config, task, method, pretrained.checksum)
-    run_key = _hash(run_config)
-    cell_key = cell_key or _hash({k: v for k, v in run_config.items() if k != "seed"})
+    run_key = keys.run_key(run_config)
+    cell_key = hooks.cell_key or keys.cell_key(run_config)
     out_dir = Path(config.out_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     record_path = out_dir / "records" / task.name / method.name.replace("+", "p") / f"{run_key}-{stamp}.json"
 
-    tracker = _tracker(config, task, method.name, cell_key, run_key, tracker_parent, tracker_key, tags)
+    tracker = _tracker(config, task, method.name, cell_key, run_key, hooks)
     with tracker as t:
         t.log_params({"config": run_config, "cell_key": cell_key, "run_key": run_key})
 
         def epoch_end(epoch: int, metrics: dict[str, float]) -> bool:
             t.log_metrics(metrics, step=epoch)
-            return bool(on_epoch_end(epoch, metrics)) if on_epoch_end is not None else False
+            return bool(hooks.on_epoch_end(epoch, metrics)) if hooks.on_epoch_end is not None else False
 
         start = time.perf_counter()
         torch.manual_seed(seeds["init"])  # dropout and anything the method draws from the global stream
@@ -120,7 +129,7 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
         extras_seconds = time.perf_counter() - start  # OOD + collapse, after training
         extras.log_metrics(post, t, result.best_epoch or 0)
         record = build_record(config, task, method.name, run_config, run_key, cell_key, seeds, data_info, result,
-                              wall, pretrained.checksum, getattr(t, "run_id", None), phase, extras=post,
+                              wall, pretrained.checksum, getattr(t, "run_id", None), hooks.phase, extras=post,
                               extras_seconds=extras_seconds, phases=method.phase_note(config.train.epochs))
         if config.write_record:
             records.write_record(record_path, record)
@@ -136,7 +145,7 @@ def run(config: RunConfig, tracker_parent: str | None = None, *, cell_key: str |
 def run_key(config: RunConfig) -> str:
     """The key :func:`run` will give this run (the grid checks for its record before running it)."""
     task, method = get_task(config.task), get_method(config.method, config.method_params)
-    return _hash(describe(config, task, method, load_pretrained(config.model).checksum))
+    return keys.run_key(describe(config, task, method, load_pretrained(config.model).checksum))
 
 
 _POOLS: dict[tuple[int, int], Encoded] = {}
@@ -170,8 +179,8 @@ def prepare_data(task: TaskSpec, config: RunConfig, tokenizer: Any, data_seed: i
         "pool_size": len(pool), "pool_excluded_test_duplicates": full_pool - len(pool), "train_size": len(plan.train),
         "dev_size": len(plan.dev), "test_size": len(test),
         "test_capped": bool(config.max_test_examples and len(test) == config.max_test_examples),
-        "train_ids_sha256": _hash([pool.features[i]["idx"] for i in plan.train]),
-        "dev_ids_sha256": _hash([pool.features[i]["idx"] for i in plan.dev]),
+        "train_ids_sha256": keys.digest([pool.features[i]["idx"] for i in plan.train]),
+        "dev_ids_sha256": keys.digest([pool.features[i]["idx"] for i in plan.dev]),
         "files": sorted({pool.source, test.source}),
         "split_rule": describe_splits(task),
         "size": size.label,
@@ -260,40 +269,12 @@ def _prediction_kind(task: TaskSpec) -> str:
     return "value" if task.is_regression else "tags" if task.is_token_task else "label"
 
 
-def _tracker(config: RunConfig, task: TaskSpec, method: str, cell_key: str, run_key: str, parent: str | None,
-             key: str | None = None, extra_tags: dict[str, str] | None = None):
+def _tracker(config: RunConfig, task: TaskSpec, method: str, cell_key: str, run_key: str, hooks: RunHooks) -> Any:
     if not config.track:
-        return _NoTracking()
+        return tracking.NullTracker()
     uri = config.tracking_uri or tracking.default_tracking_uri(config.out_dir)
     tags = {"task": task.name, "method": method, "seed": str(config.seed), "cell_key": cell_key, "run_key": run_key,
-            **(extra_tags or {})}
+            **hooks.tags}
     name = tags.pop("run_name", f"{task.name}/{method}/seed{config.seed}")
-    return tracking.RunTracker(uri, config.experiment, name, tags=tags, parent_run_id=parent, key=key)
-
-
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-class _NoTracking:
-    """Stands in for an MLflow run when tracking is off (``--no-track``)."""
-
-    run_id = None
-
-    def __enter__(self) -> _NoTracking:
-        return self
-
-    def __exit__(self, *exc: object) -> Literal[False]:
-        return False
-
-    def log_params(self, params: Any) -> None:
-        pass
-
-    def log_metrics(self, metrics: Any, step: int) -> None:
-        pass
-
-    def log_dict_artifact(self, obj: Any, name: str) -> None:
-        pass
-
-    def set_tags(self, tags: Any) -> None:
-        pass
+    return tracking.RunTracker(uri, config.experiment, name, tags=tags, parent_run_id=hooks.parent_run_id,
+                               key=hooks.tracker_key)

@@ -7,7 +7,7 @@ tree of every built-in method module and of every ``regbench.methods`` entry poi
 not possible (a name computed at import, a summary inherited, a module without source) it falls back on the
 registry itself, which imports every method: the listing is never incomplete, only slower. Once the registry is in
 use in this process (a method registered in code, a run), the registry is what is listed. Profiles are YAML files
-whose ``description`` is all a listing shows (``harness.profiles`` validates them, and needs torch and optuna).
+whose ``description`` is all a listing shows (``harness.grid.profiles`` validates them, and needs torch and optuna).
 """
 
 from __future__ import annotations
@@ -21,21 +21,18 @@ from collections.abc import Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from . import yamlio
-from .registry import canonical_name
-
-# The packages whose modules define the built-in methods (``harness.method`` imports each module of them).
-BUILTIN_METHOD_PACKAGES: tuple[str, ...] = ("regbench.baselines", "regbench.regularizers")
-ENTRY_POINT_GROUP = "regbench.methods"
+from .core import yamlio
+from .core.plugins import BUILTIN_METHOD_PACKAGES, ENTRY_POINT_GROUP
+from .core.registry import canonical_name
 
 
 def method_summaries() -> list[tuple[str, str]]:
     """``(canonical name, summary)`` of every registered method, sorted as the registry sorts them."""
-    if "regbench.harness.method" not in sys.modules:
+    if "regbench.harness.run.method" not in sys.modules:
         static = static_summaries()
         if static is not None:
             return static
-    from .method import METHODS
+    from .run.method import METHODS
 
     return [(name, cls.summary) for name, cls in METHODS.items()]
 

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .calibrate import parse_speed
-from .errors import ConfigError, Fault, Interrupted, RegbenchError, check_dir, describe, describe_fault
-from .version import __version__
+from .core.errors import ConfigError, Fault, Interrupted, RegbenchError, check_dir, describe, describe_fault
+from .core.version import __version__
+from .grid.calibrate import parse_speed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,8 +136,8 @@ def _add_check_method(sub: Any) -> None:
 
 
 def _cmd_check_method(args: argparse.Namespace) -> int:
-    from .conformance import format_report, run_all
-    from .method import METHODS
+    from .run.method import METHODS
+    from .testing.conformance import format_report, run_all
 
     method = METHODS.get(args.name)  # unknown names: one line with "did you mean"
     params = _parse_params(args.param)
@@ -148,14 +148,14 @@ def _cmd_check_method(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .plan import estimate, notes, phase_notes, plan_table, render
-    from .profiles import load_profile
+    from .grid.plan import estimate, notes, phase_notes, plan_table, render
+    from .grid.profiles import load_profile
 
     profile = load_profile(args.profile)
     if args.csv:  # before the estimate (minutes on a big profile), not after it
         _check_csv(args.csv)
     if args.speed == "auto":
-        from .calibrate import measure_speed
+        from .grid.calibrate import measure_speed
 
         args.speed = round(measure_speed(profile.model, profile.batch_size), 2)
     estimates = estimate(profile, args.data_dir, args.speed)
@@ -173,8 +173,8 @@ def _check_csv(path: str) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .profiles import load_profile
-    from .status import render, status_table
+    from .grid.profiles import load_profile
+    from .grid.status import render, status_table
 
     profile = load_profile(args.profile)
     print(render(profile, status_table(profile, args.out, args.storage, args.data_dir)))
@@ -182,8 +182,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .parallel import run_parallel
-    from .profiles import load_profile
+    from .grid.parallel import run_parallel
+    from .grid.profiles import load_profile
 
     profile = load_profile(args.profile)
     summary = run_parallel(profile, args.out, workers=args.workers, overwrite=args.overwrite,
@@ -225,13 +225,13 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .api import RunConfig, run
-    from .train import TrainConfig
+    from .run.train import TrainConfig
 
     if not (args.lr > 0 and math.isfinite(args.lr)):
         raise ConfigError(f"--lr must be a positive number, got {args.lr}")
     check_dir(args.out, "--out")
     if args.tracking_uri and not args.no_track:  # before the model loads: an unanswered URI must not hang a run
-        from .tracking import check_tracking_uri
+        from .io.tracking import check_tracking_uri
 
         check_tracking_uri(args.tracking_uri)
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
@@ -296,7 +296,7 @@ def _cmd_ls(args: argparse.Namespace) -> int:
         for name, summary in method_summaries():
             print(f"{name:14s} {summary}")
     elif args.what == "methods":
-        from .method import METHODS
+        from .run.method import METHODS
 
         for name, cls in METHODS.items():
             print(f"{name:14s} {cls.summary}")

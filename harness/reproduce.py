@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, RegbenchError
+from .core.errors import ConfigError, RegbenchError
 
 METRIC_SECTIONS = ("test", "dev")
 REPORTED_PHASES = ("final", "single")
@@ -46,7 +46,7 @@ class Outcome:
 # ---- collecting ---------------------------------------------------------------------------------------------------
 def collect(paths: list[str], profile: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
     """Records from files and directories (and ``results/<profile>/records``), reported phases only, by run id."""
-    from .records import iter_records, read_record
+    from .io.records import iter_records, read_record
 
     sources = [Path(p) for p in paths] + ([Path("results") / profile / "records"] if profile else [])
     if not sources:
@@ -79,8 +79,8 @@ def sample(records: list[Any], n: int | None, seed: int = 0) -> list[Any]:
 def config_from_record(record: dict[str, Any], out_dir: str, data_dir: str | None = None) -> Any:
     """The ``RunConfig`` that made this record (its run key is the record's run id when nothing else changed)."""
     from .api import RunConfig
-    from .record_model import upgrade
-    from .train import TrainConfig
+    from .io.record_model import upgrade
+    from .run.train import TrainConfig
 
     described = record["run_info"]["config"]
     data, model, noise = described["data"], described["model"], described["data"].get("noise") or {}
@@ -124,7 +124,7 @@ def _task_difference(described: dict[str, Any], config: Any) -> str | None:
 
 
 def _model_difference(described: dict[str, Any], config: Any) -> str | None:
-    from .model import load_pretrained
+    from .run.model import load_pretrained
 
     here, want = load_pretrained(config.model).checksum, described["model"].get("checksum")
     return None if here == want else f"model {config.model} checksum {here[:12]} here, the record's is {str(want)[:12]}"
@@ -135,8 +135,8 @@ def _data_difference(meta: dict[str, Any], config: Any) -> str | None:
     from regbench.benchmarks.taskspec import get_task
 
     from .api import prepare_pool
-    from .model import load_pretrained
-    from .records import file_sha256
+    from .io.records import file_sha256
+    from .run.model import load_pretrained
 
     task = get_task(config.task)
     pool, test, _ = prepare_pool(task, config, load_pretrained(config.model).tokenizer)
@@ -150,8 +150,8 @@ def _data_difference(meta: dict[str, Any], config: Any) -> str | None:
 
 def environment_difference(meta: dict[str, Any]) -> str | None:
     """Packages (and the lock file) that differ from the record's, named; None when they match."""
-    from .records import PACKAGES, lock_state
-    from .version import package_version
+    from .core.version import package_version
+    from .io.records import PACKAGES, lock_state
 
     wanted = meta.get("packages") or {}
     differ = [f"{name} {package_version(name)} here vs {wanted[name]}" for name in PACKAGES

@@ -14,8 +14,8 @@ from pathlib import Path
 from regbench.benchmarks.data import load_split
 from regbench.benchmarks.taskspec import TaskSpec
 
-from .errors import DataError
-from .ood import check_ood
+from .core.errors import DataError
+from .post.ood import check_ood
 
 
 def validate_task(task: TaskSpec, data_dir: str | Path | None = None, check_data: bool = True) -> str:

@@ -45,8 +45,8 @@ import torch
 from optuna.distributions import BaseDistribution, IntDistribution
 from torch import nn
 
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import (
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import (
     SHARED_LR_RANGE,
     Method,
     MethodConfig,
@@ -56,7 +56,7 @@ from regbench.harness.method import (
     private_generator,
     register_method,
 )
-from regbench.harness.model import TaskModel, TaskOutput
+from regbench.harness.run.model import TaskModel, TaskOutput
 from regbench.regularizers._hae import HAE, AEPlug, unplug
 
 __all__ = ["MVCR", "MVCRConfig", "ae_layers", "scaled_widths", "unplug", "warmup_epochs"]

@@ -39,8 +39,8 @@ import torch
 from optuna.distributions import BaseDistribution, FloatDistribution
 from torch import nn
 
-from regbench.harness.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
-from regbench.harness.model import TaskModel, TaskOutput
+from regbench.harness.run.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
+from regbench.harness.run.model import TaskModel, TaskOutput
 
 _PHI_SEED_SALT = 0x9E9A  # separates φ's generator from the head's (both start from the run seed)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from badinput_helpers import Case, Ctx, closed_port
 from grid_profiles import records_of
 
-from regbench.harness import records, tracking
+from regbench.harness.io import records, tracking
 
 
 def _refused(scheme: str = "http") -> str:

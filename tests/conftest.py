@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from regbench.benchmarks.data import default_data_dir  # noqa: E402
 from regbench.harness.api import RunConfig  # noqa: E402
-from regbench.harness.train import TrainConfig  # noqa: E402
+from regbench.harness.run.train import TrainConfig  # noqa: E402
 
 TINY = "tiny-random-bert"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from regbench.harness import tracking
-from regbench.harness.records import iter_records
+from regbench.harness.io import tracking
+from regbench.harness.io.records import iter_records
 
 BASE = {"model": "tiny-random-bert", "tasks": ["sst2"], "sizes": ["n16"], "noise": [0.0], "seeds": [1, 2],
         "methods": ["std"], "trials": 2, "pruner": "none", "epochs": 2, "batch_size": 8, "max_length": 32,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from regbench.harness import records
+from regbench.harness.io import records
 
 
 def make_record(task: str, method: str, seed: int, score: float | None, *, status: str = "ok", size: str = "k16",

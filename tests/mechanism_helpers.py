@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-from regbench.harness import batching
-from regbench.harness.method import Method, TrainContext, get_method
-from regbench.harness.model import TINY_MODEL, TaskModel, load_pretrained
-from regbench.harness.probe import synthetic_data, synthetic_task
-from regbench.harness.train import TrainConfig, train
+from regbench.harness.run import batching
+from regbench.harness.run.method import Method, TrainContext, get_method
+from regbench.harness.run.model import TINY_MODEL, TaskModel, load_pretrained
+from regbench.harness.run.train import TrainConfig, train
+from regbench.harness.testing.probe import synthetic_data, synthetic_task
 
 SEED = 11
 LR = 1e-3

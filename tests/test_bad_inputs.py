@@ -22,9 +22,10 @@ from badinput_cases import CASES
 from badinput_helpers import Ctx
 from grid_profiles import BASE, mlflow_runs, records_of
 
-from regbench.harness import cli, tracking
+from regbench.harness import cli
 from regbench.harness.cli import main
-from regbench.harness.parallel import LOCK_NAME, BenchLock
+from regbench.harness.grid.parallel import LOCK_NAME, BenchLock
+from regbench.harness.io import tracking
 
 PROGRESS = re.compile(r"\S+ runs: +\d+%\|")  # tqdm's bar: "<profile> runs:  40%|████      | 2/5 [...]"
 

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from regbench.harness.api import run
-from regbench.harness.method import get_method
-from regbench.harness.model import TINY_MODEL, TaskModel, load_pretrained
-from regbench.harness.probe import synthetic_data, synthetic_task
-from regbench.harness.train import TrainConfig, train
+from regbench.harness.run.method import get_method
+from regbench.harness.run.model import TINY_MODEL, TaskModel, load_pretrained
+from regbench.harness.run.train import TrainConfig, train
+from regbench.harness.testing.probe import synthetic_data, synthetic_task
 
 METHODS = ("lp-ft", "l2-sp", "smart", "r3f", "r4f", "freeze")
 SEED = 3

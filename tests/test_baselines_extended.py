@@ -13,13 +13,13 @@ from torch import nn
 
 from regbench.baselines.child_tuning import fisher_information, masked_parameters, top_fraction_masks
 from regbench.baselines.mixout import MixLinear, apply_mixout
-from regbench.harness import batching
 from regbench.harness.api import run
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import Method, TrainContext, get_method
-from regbench.harness.model import TINY_MODEL, TaskModel, load_pretrained
-from regbench.harness.probe import synthetic_data, synthetic_task
-from regbench.harness.train import TrainConfig, train
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run import batching
+from regbench.harness.run.method import Method, TrainContext, get_method
+from regbench.harness.run.model import TINY_MODEL, TaskModel, load_pretrained
+from regbench.harness.run.train import TrainConfig, train
+from regbench.harness.testing.probe import synthetic_data, synthetic_task
 
 METHODS = ("mixout", "childtuning-d", "childtuning-f", "noisytune", "llrd", "reinit", "mvcr+mixout")
 SEED = 5

@@ -21,12 +21,13 @@ from optuna.distributions import FloatDistribution
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
-from regbench.harness import claims, grid, liveness, tune
+from regbench.harness import grid
 from regbench.harness.cli import main
-from regbench.harness.errors import ConfigError
-from regbench.harness.liveness import HEARTBEAT_ENV
-from regbench.harness.profiles import load_profile
-from regbench.harness.storage import STORAGE_ENV, describe, open_storage
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.grid import claims, liveness, tune
+from regbench.harness.grid.liveness import HEARTBEAT_ENV
+from regbench.harness.grid.profiles import load_profile
+from regbench.harness.grid.storage import STORAGE_ENV, describe, open_storage
 
 PG_ENV = "REGBENCH_TEST_POSTGRES_URL"  # e.g. postgresql://regbench:regbench@127.0.0.1/postgres (.ci/run sets it)
 REMOTE = "another-host.example:4242"  # a worker on another machine: its process id cannot be checked from here
@@ -177,7 +178,7 @@ def postgres_url():
 
 
 def test_two_workers_share_a_grid_through_postgresql(tmp_path, data_dir, postgres_url):
-    from regbench.harness.parallel import run_parallel
+    from regbench.harness.grid.parallel import run_parallel
 
     profile = load_profile(str(write_profile(tmp_path, trials=4, seeds=[1, 2], epochs=1)))
     out = tmp_path / "out"

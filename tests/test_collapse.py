@@ -11,8 +11,8 @@ from scipy.stats import ortho_group
 
 from regbench.benchmarks.data import encode_split
 from regbench.benchmarks.taskspec import get_task
-from regbench.harness import batching, extras
-from regbench.harness.collapse import (
+from regbench.harness.post import extras
+from regbench.harness.post.collapse import (
     TransferSet,
     collapse_metrics,
     effective_rank,
@@ -21,7 +21,8 @@ from regbench.harness.collapse import (
     pretrained_reference,
     probe_accuracy,
 )
-from regbench.harness.model import TaskModel, load_pretrained
+from regbench.harness.run import batching
+from regbench.harness.run.model import TaskModel, load_pretrained
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(200, 16))

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from regbench.harness import api, grid, records
-from regbench.harness.profiles import load_profile
-from regbench.harness.train import TrainConfig
+from regbench.harness import api, grid
+from regbench.harness.grid.profiles import load_profile
+from regbench.harness.io import records
+from regbench.harness.run.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED_RUN_KEY = "21c28b860c178a9f"  # suite version 2
 # Schema version 2 (issue 19): collapse moved from a top-level section to metrics.collapse; version-1 records are
-# upgraded on load (harness/record_model.py), run and cell keys are unchanged.
+# upgraded on load (harness/io/record_model.py), run and cell keys are unchanged.
 SCHEMA_VERSION = 2
 RECORD_SECTIONS = {"schema_version", "run_info", "train_info", "metrics", "predictions", "meta_info"}
 METRICS = {"test", "dev", "ood", "collapse"}

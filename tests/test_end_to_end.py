@@ -8,9 +8,9 @@ import math
 import pytest
 from mlflow.tracking import MlflowClient
 
-from regbench.harness import records
 from regbench.harness.api import run
-from regbench.harness.devices import resolve_device
+from regbench.harness.io import records
+from regbench.harness.run.devices import resolve_device
 
 TASK_TYPES = {"sst2": "accuracy", "rte": "accuracy", "stsb": "pearson", "conll2003": "f1"}
 

@@ -6,7 +6,7 @@ import pytest
 
 from regbench.benchmarks.fewshot import plan_split, stratified_subsample
 from regbench.benchmarks.taskspec import get_task
-from regbench.harness.errors import DataError
+from regbench.harness.core.errors import DataError
 
 LABELS = [0] * 600 + [1] * 400
 

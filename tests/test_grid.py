@@ -16,11 +16,13 @@ import optuna
 import pytest
 from grid_profiles import BASE, mlflow_runs, records_of, write_profile
 
-from regbench.harness import api, grid, liveness, tracking, tune
+from regbench.harness import api, grid
 from regbench.harness.cli import main
-from regbench.harness.errors import ConfigError, RegbenchError
-from regbench.harness.method import METHODS, Method, register_method
-from regbench.harness.profiles import load_profile, parse_profile
+from regbench.harness.core.errors import ConfigError, RegbenchError
+from regbench.harness.grid import liveness, tune
+from regbench.harness.grid.profiles import load_profile, parse_profile
+from regbench.harness.io import tracking
+from regbench.harness.run.method import METHODS, Method, register_method
 
 
 def test_shipped_profiles_load_and_include_std():
@@ -99,7 +101,7 @@ def test_plan_marks_cells_a_task_cannot_serve(tmp_path, data_dir, capsys):
 
 
 def test_plan_counts_post_training_extras_and_the_profile_can_turn_them_off(data_dir, tmp_path):
-    from regbench.harness import plan
+    from regbench.harness.grid import plan
 
     with_extras = parse_profile(BASE, "t")
     without = parse_profile({**BASE, "ood": False, "collapse": False}, "t")
@@ -173,10 +175,10 @@ def test_test_split_is_never_read_during_tuning_or_epoch_selection(tmp_path, dat
         data, info = real_prepare(*args, **kwargs)
         return {**data, "test": Guarded(data["test"]) if data["test"] is not None else None}, info
 
-    def run(config, *args, phase_name=None, **kwargs):
-        phase["now"] = kwargs.get("phase")
+    def run(config, hooks=None):
+        phase["now"] = hooks.phase
         events.append(f"start:{phase['now']}")
-        return real_run(config, *args, **kwargs)
+        return real_run(config, hooks)
 
     def evaluate(*args, **kwargs):
         events.append(f"eval:{phase['now']}")

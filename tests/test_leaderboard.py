@@ -13,9 +13,9 @@ import pytest
 from leaderboard_synth import make_record, write, write_cell
 from scipy import stats as sps
 
-from regbench.harness import records
 from regbench.harness.cli import main
-from regbench.harness.errors import RegbenchError
+from regbench.harness.core.errors import RegbenchError
+from regbench.harness.io import records
 from regbench.harness.leaderboard import aggregate, build_leaderboard, crossdataset, stats
 from regbench.harness.leaderboard.loading import load_runs
 from regbench.harness.leaderboard.tables import main_table

@@ -30,8 +30,8 @@ from mechanism_helpers import (
 
 import regbench.baselines.r3f as r3f_module
 import regbench.baselines.smart as smart_module
-from regbench.harness.method import METHODS, get_method
-from regbench.harness.train import train
+from regbench.harness.run.method import METHODS, get_method
+from regbench.harness.run.train import train
 
 # Every registered method and the file holding its mechanism test(s): a new method must add one.
 COVERED = {

@@ -12,7 +12,7 @@ from mechanism_helpers import features, make_batch, pad_id, prepared
 from torch import nn
 
 from regbench.baselines.mixout import MixLinear
-from regbench.harness import batching
+from regbench.harness.run import batching
 
 LAYER_PREFIX = "encoder.encoder.layer."
 

@@ -21,8 +21,8 @@ from mechanism_helpers import (
     with_config,
 )
 
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import get_method
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import get_method
 
 LAYERS = 2  # the tiny random BERT
 

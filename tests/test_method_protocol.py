@@ -8,9 +8,9 @@ import re
 import pytest
 import torch
 
-from regbench.harness import train as train_module
 from regbench.harness.api import run
-from regbench.harness.method import METHODS, Method, register_method
+from regbench.harness.run import train as train_module
+from regbench.harness.run.method import METHODS, Method, register_method
 
 
 class Recorder(Method):
@@ -77,7 +77,7 @@ def test_the_loop_names_no_method():
 
 
 def test_decay_groups_exclude_bias_and_layernorm(tiny_config):
-    from regbench.harness.model import TaskModel, load_pretrained
+    from regbench.harness.run.model import TaskModel, load_pretrained
 
     model = TaskModel(load_pretrained("tiny-random-bert"), "classification", 2)
     decay, no_decay = Method().param_groups(model, 1e-3, 0.01)
@@ -103,7 +103,7 @@ def test_clip_gradients_equals_clip_grad_norm_bit_for_bit(max_norm):
 
 
 def test_encoder_copies_are_independent_and_leave_the_random_stream_alone():
-    from regbench.harness.model import load_pretrained
+    from regbench.harness.run.model import load_pretrained
 
     pretrained = load_pretrained("tiny-random-bert")
     torch.manual_seed(3)

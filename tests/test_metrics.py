@@ -16,7 +16,7 @@ from sklearn.metrics import f1_score
 from regbench.benchmarks.metrics import METRIC_NAMES, METRICS, compute_metrics, get_metric, load_metric
 from regbench.benchmarks.metrics.evaluate_module import TableMetric
 from regbench.benchmarks.taskspec import METRIC_OUTPUTS
-from regbench.harness.errors import ConfigError
+from regbench.harness.core.errors import ConfigError
 
 PREDS, REFS = [0, 1, 1], [0, 1, 0]  # TP=1 TN=1 FP=1 FN=0
 

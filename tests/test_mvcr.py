@@ -9,12 +9,13 @@ import pytest
 import torch
 from transformers import AutoModel, BertConfig
 
-from regbench.harness import probe, records
 from regbench.harness.api import run
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import TrainContext, get_method
-from regbench.harness.model import Pretrained, TaskModel, load_pretrained
-from regbench.harness.train import TrainConfig, train
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.io import records
+from regbench.harness.run.method import TrainContext, get_method
+from regbench.harness.run.model import Pretrained, TaskModel, load_pretrained
+from regbench.harness.run.train import TrainConfig, train
+from regbench.harness.testing import probe
 from regbench.regularizers._hae import AEPlug, draw_paths
 from regbench.regularizers.mvcr import _masked_recon, ae_layers, scaled_widths, unplug
 

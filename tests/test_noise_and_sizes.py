@@ -11,8 +11,8 @@ from regbench.benchmarks.fewshot import check_size_fits, parse_size, plan_per_cl
 from regbench.benchmarks.noise import NoiseSpec, apply_noise, flip_map
 from regbench.benchmarks.taskspec import get_task
 from regbench.harness.api import derive_seeds, prepare_data
-from regbench.harness.errors import ConfigError, DataError
-from regbench.harness.model import load_pretrained
+from regbench.harness.core.errors import ConfigError, DataError
+from regbench.harness.run.model import load_pretrained
 
 
 @pytest.mark.parametrize(("text", "label"), [("k16", "k16"), ("k=16", "k16"), ("n500", "n500"), ("500", "n500"),

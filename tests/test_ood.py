@@ -11,9 +11,9 @@ from mlflow.tracking import MlflowClient
 from regbench.benchmarks.data import encode_split
 from regbench.benchmarks.taskspec import get_task, parse_task
 from regbench.harness.api import run
-from regbench.harness.errors import ConfigError, DataError
-from regbench.harness.model import TaskModel, load_pretrained
-from regbench.harness.ood import check_ood, evaluate_ood, map_label, ood_features
+from regbench.harness.core.errors import ConfigError, DataError
+from regbench.harness.post.ood import check_ood, evaluate_ood, map_label, ood_features
+from regbench.harness.run.model import TaskModel, load_pretrained
 
 TINY = "tiny-random-bert"
 

@@ -11,10 +11,11 @@ import pytest
 from grid_profiles import records_of, write_profile
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from regbench.harness import api, grid, tune
-from regbench.harness.method import METHODS, SHARED_LR_RANGE, Method, register_method
-from regbench.harness.profiles import load_profile
-from regbench.harness.train import eval_points
+from regbench.harness import api, grid
+from regbench.harness.grid import tune
+from regbench.harness.grid.profiles import load_profile
+from regbench.harness.run.method import METHODS, SHARED_LR_RANGE, Method, register_method
+from regbench.harness.run.train import eval_points
 
 
 # ---- common random numbers ----------------------------------------------------------------------------------------
@@ -183,10 +184,10 @@ def test_grid_final_records_of_a_diverging_method_are_written(tmp_path, data_dir
 
 # ---- exceptions to the equal protocol are stated --------------------------------------------------------------------
 def test_extra_phases_are_stated_in_plan_record_and_leaderboard(tiny_config, tmp_path):
+    from regbench.harness.grid.plan import phase_notes
+    from regbench.harness.grid.profiles import parse_profile
+    from regbench.harness.io.record_model import parse_record
     from regbench.harness.leaderboard.loading import _phases
-    from regbench.harness.plan import phase_notes
-    from regbench.harness.profiles import parse_profile
-    from regbench.harness.record_model import parse_record
 
     profile = parse_profile({"model": "tiny-random-bert", "tasks": ["sst2"], "sizes": ["n16"], "noise": [0.0],
                              "seeds": [1], "methods": ["std", "std++", "lp-ft", "mvcr"], "trials": 1, "epochs": 3},

@@ -1,5 +1,5 @@
-"""The typed record model (harness/record_model.py): its published JSON Schema is current, every committed record loads
-through it, and a version-1 record (top-level ``collapse``) loads with the same values as its version-2 form."""
+"""The typed record model (harness/io/record_model.py): its published JSON Schema is current, every committed record
+loads through it, and a version-1 record (top-level ``collapse``) loads with the same values as its version-2 form."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from leaderboard_synth import make_record, write
 
-from regbench.harness import record_model, records
-from regbench.harness.errors import RegbenchError
+from regbench.harness.core.errors import RegbenchError
+from regbench.harness.io import record_model, records
 from regbench.harness.leaderboard.loading import load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,9 +33,9 @@ def _as_version_1(record: dict) -> dict:
 
 def test_the_committed_json_schema_is_current() -> None:
     path = ROOT / record_model.SCHEMA_FILE
-    assert path.is_file(), f"{path} is missing: run python -m regbench.harness.record_model"
+    assert path.is_file(), f"{path} is missing: run python -m regbench.harness.io.record_model"
     assert path.read_text(encoding="utf-8") == record_model.schema_text(), (
-        f"{path} is stale (the record model changed): run python -m regbench.harness.record_model and commit it")
+        f"{path} is stale (the record model changed): run python -m regbench.harness.io.record_model and commit it")
 
 
 def test_schema_command_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

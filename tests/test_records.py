@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from regbench.harness import records
-from regbench.harness.errors import RegbenchError
+from regbench.harness.core.errors import RegbenchError
+from regbench.harness.io import records
 
 
 @pytest.fixture
@@ -205,4 +205,4 @@ def test_a_grids_own_outputs_do_not_mark_the_code_dirty():
     assert not records._changes_code("# branch.oid 0123abcd")
     assert not records._changes_code("? results/quick/")  # the grid's records, written while it runs
     assert records._changes_code("? baselines/my_method.py")  # new code is a change
-    assert records._changes_code("1 .M N... 100644 100644 100644 0123 4567 harness/train.py")
+    assert records._changes_code("1 .M N... 100644 100644 100644 0123 4567 harness/run/train.py")

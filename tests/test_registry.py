@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 
 from regbench.benchmarks.taskspec import TASKS, get_task
-from regbench.harness.errors import ConfigError
-from regbench.harness.method import METHODS, Method, get_method, register_method
-from regbench.harness.registry import Registry
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.core.registry import Registry
+from regbench.harness.run.method import METHODS, Method, get_method, register_method
 
 
 def test_unknown_name_suggests_close_match():

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from regbench.harness import batching
-from regbench.harness.method import TrainContext, get_method
-from regbench.harness.model import TaskModel, load_pretrained
-from regbench.harness.probe import Probe, synthetic_data, synthetic_task
+from regbench.harness.run import batching
+from regbench.harness.run.method import TrainContext, get_method
+from regbench.harness.run.model import TaskModel, load_pretrained
+from regbench.harness.testing.probe import Probe, synthetic_data, synthetic_task
 from regbench.regularizers.repina import Projection
 
 TYPES = ("classification", "regression", "token_classification")

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from regbench.harness import api, records, reproduce
+from regbench.harness import api, reproduce
 from regbench.harness.cli import main
+from regbench.harness.io import records
 
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory, data_dir):
     """Two final-run records made the way a grid makes them (phase final), under <tmp>/pub/records."""
-    from regbench.harness.train import TrainConfig
+    from regbench.harness.run.train import TrainConfig
 
     out = tmp_path_factory.mktemp("pub")
     paths = []
@@ -24,7 +25,7 @@ def published(tmp_path_factory, data_dir):
         config = api.RunConfig(task="sst2", method="std", model="tiny-random-bert", train_size=16, dev_size=8,
                                max_test_examples=16, max_length=32, seed=seed, data_dir=data_dir, out_dir=str(out),
                                track=False, train=TrainConfig(epochs=2, batch_size=8, lr=1e-3, device="cpu"))
-        paths.append(Path(api.run(config, phase="final")["_path"]))
+        paths.append(Path(api.run(config, api.RunHooks(phase="final"))["_path"]))
     return out, paths
 
 

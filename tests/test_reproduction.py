@@ -169,7 +169,7 @@ def test_failures_use_the_exact_mcnemar_test(tmp_path: Path) -> None:
 
 
 def test_collapse_reads_the_records_nested_metrics(tmp_path: Path) -> None:
-    """Records keep record["metrics"]["collapse"] = {"metrics": …, "settings": …} (harness.extras, schema version 2):
+    """Records keep record["metrics"]["collapse"] = {"metrics": …, "settings": …} (post.extras, schema version 2):
     the loader must flatten it, and REPINA's higher CKA (closer to the pretrained encoder) supports the claim for that
     metric."""
     def collapse(cka: float) -> Callable[[dict], None]:

@@ -14,7 +14,7 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from regbench.harness import catalogue
-from regbench.harness.method import METHODS
+from regbench.harness.run.method import METHODS
 
 HEAVY = ("torch", "transformers", "datasets", "mlflow", "optuna", "evaluate", "sklearn", "scipy", "pandas")
 
@@ -45,12 +45,12 @@ def test_scoring_loads_neither_evaluate_nor_mlflow() -> None:
 
 
 def test_tracking_imports_mlflow_on_first_use() -> None:
-    assert "mlflow" not in imported_after("import regbench.harness.tracking")
+    assert "mlflow" not in imported_after("import regbench.harness.io.tracking")
     assert "mlflow" in imported_after("from regbench.harness import tracking\ntracking.RunTracker")
 
 
 def test_unknown_tracking_attribute_is_an_attribute_error() -> None:
-    from regbench.harness import tracking
+    from regbench.harness.io import tracking
 
     with pytest.raises(AttributeError, match="no attribute 'RunTrackr'"):
         tracking.RunTrackr  # noqa: B018
@@ -62,7 +62,7 @@ def test_listing_read_from_source_matches_the_registry() -> None:
 
 def test_entry_point_methods_are_listed_without_importing_them(tmp_path, monkeypatch) -> None:
     (tmp_path / "third_party_method.py").write_text(textwrap.dedent('''
-        from regbench.harness.method import Method, register_method
+        from regbench.harness.run.method import Method, register_method
 
         @register_method
         class Mine(Method):

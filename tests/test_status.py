@@ -8,10 +8,11 @@ import socket
 import pytest
 from grid_profiles import write_profile
 
-from regbench.harness import grid, liveness, tune
+from regbench.harness import grid
 from regbench.harness.cli import main
-from regbench.harness.profiles import load_profile
-from regbench.harness.status import status_table
+from regbench.harness.grid import liveness, tune
+from regbench.harness.grid.profiles import load_profile
+from regbench.harness.grid.status import status_table
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the test asks a trial by hand

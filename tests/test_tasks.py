@@ -9,10 +9,10 @@ import yaml
 from regbench.benchmarks.data import encode_split, input_texts, load_split
 from regbench.benchmarks.metrics import compute_metrics
 from regbench.benchmarks.taskspec import TASKS, get_task, load_task_file, parse_task
-from regbench.harness import batching
 from regbench.harness.cli import main
-from regbench.harness.errors import ConfigError, DataError
-from regbench.harness.model import TaskModel, load_pretrained
+from regbench.harness.core.errors import ConfigError, DataError
+from regbench.harness.run import batching
+from regbench.harness.run.model import TaskModel, load_pretrained
 from regbench.harness.validate import validate_task
 
 TINY = "tiny-random-bert"

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from regbench.benchmarks.taskspec import TASKS, add_tasks_dir, load_task_file, parse_task
-from regbench.harness.errors import ConfigError
+from regbench.harness.core.errors import ConfigError
 
 BASE = {
     "name": "mytask", "version": 1, "type": "classification", "source": {"mirror": "glue/sst2"},

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from regbench.harness import tracking
+from regbench.harness.io import tracking
 
 
 @pytest.fixture(scope="module")

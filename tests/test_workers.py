@@ -13,14 +13,16 @@ import optuna
 import pytest
 from grid_profiles import mlflow_runs, records_of, write_profile
 
-from regbench.harness import claims, grid, liveness, tracking, tune
-from regbench.harness.profiles import load_profile
+from regbench.harness import grid
+from regbench.harness.grid import claims, liveness, tune
+from regbench.harness.grid.profiles import load_profile
+from regbench.harness.io import tracking
 
 
 def test_two_workers_share_one_study_without_duplicates(tmp_path, data_dir):
     profile = load_profile(str(write_profile(tmp_path, trials=4, seeds=[1, 2], epochs=1)))
     out = tmp_path / "out"
-    from regbench.harness.parallel import run_parallel
+    from regbench.harness.grid.parallel import run_parallel
 
     text = run_parallel(profile, str(out), workers=2, data_dir=data_dir)
     assert "sst2" in text

@@ -1,4 +1,4 @@
-"""YAML numbers (harness/yamlio.py): every float spelling YAML 1.2 allows reads as a float in profiles and task
+"""YAML numbers (harness/core/yamlio.py): every float spelling YAML 1.2 allows reads as a float in profiles and task
 files (PyYAML alone reads ``1e-3`` as a string), and random bad values in either give one ConfigError line, never
 another exception."""
 
@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from regbench.benchmarks.taskspec import TaskSpec, get_task, parse_task  # noqa: E402
-from regbench.harness import yamlio  # noqa: E402
 from regbench.harness.cli import main  # noqa: E402
-from regbench.harness.errors import ConfigError  # noqa: E402
-from regbench.harness.profiles import KEYS, parse_profile  # noqa: E402
+from regbench.harness.core import yamlio  # noqa: E402
+from regbench.harness.core.errors import ConfigError  # noqa: E402
+from regbench.harness.grid.profiles import KEYS, parse_profile  # noqa: E402
 
 
 @st.composite
@@ -91,7 +91,7 @@ def test_profile_numbers_in_any_spelling(low, high, noise, decay, dropout):
     profile = parse_profile(data, "grid")
     assert profile.noise[-1] == float(noise) and profile.dropout == float(dropout)
     assert profile.train["weight_decay"] == float(decay)
-    from regbench.harness.method import METHODS
+    from regbench.harness.run.method import METHODS
 
     assert profile.space(METHODS.get("std"))["lr"] == FloatDistribution(float(low), float(high), log=True)
 

@@ -1,7 +1,7 @@
 """The task metrics: one table ``name → (function, output keys, input kind)`` over scikit-learn, SciPy and seqeval.
 
 Tasks name their metrics by these names (``metrics:`` in a task YAML); ``taskspec`` checks a task's ``primary``
-against the output keys, and ``harness.evaluation`` scores through :func:`compute_metrics`. The same entries are
+against the output keys, and ``harness.run.evaluation`` scores through :func:`compute_metrics`. The same entries are
 available as ``evaluate`` metrics (``load_metric``, see ``evaluate_module.py``) for code that wants that interface.
 
 Why plain functions on the scoring path rather than ``evaluate.Metric`` objects: importing ``evaluate`` imports
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from regbench.harness.registry import Registry
+from regbench.harness.core.registry import Registry
 
 if TYPE_CHECKING:
     from .evaluate_module import TableMetric

@@ -36,10 +36,10 @@ from transformers.trainer_callback import PrinterCallback
 
 from regbench.benchmarks.data import encode_split
 from regbench.benchmarks.taskspec import get_task
-from regbench.harness import batching
-from regbench.harness.method import get_method
-from regbench.harness.model import TaskModel, load_pretrained, resolve_model_path
-from regbench.harness.train import TrainConfig, train
+from regbench.harness.run import batching
+from regbench.harness.run.method import get_method
+from regbench.harness.run.model import TaskModel, load_pretrained, resolve_model_path
+from regbench.harness.run.train import TrainConfig, train
 
 hf_logging.set_verbosity_error()
 BATCH = 16

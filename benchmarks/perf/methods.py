@@ -2,7 +2,7 @@
 
     python benchmarks/perf/methods.py [--methods std,repina_i,...] [--steps 30] [--repeats 5] [--device auto]
 
-Each measurement trains a fresh all-MiniLM-L6-v2 task model with the real loop (``harness.train.train``, one
+Each measurement trains a fresh all-MiniLM-L6-v2 task model with the real loop (``harness.run.train.train``, one
 profile epoch of ``--steps`` optimiser steps) on the same SST-2 training sentences with the same seed, so every
 method sees the same batches in the same order. A method's step time is its last epoch's time over its steps: a
 method that adds epochs (STD++) or a warm-up phase (MVCR's AE warm-up, LP-FT's head stage) is timed in its main
@@ -35,10 +35,10 @@ import torch
 
 from regbench.benchmarks.data import encode_split
 from regbench.benchmarks.taskspec import get_task
-from regbench.harness import batching
-from regbench.harness.method import METHODS, get_method
-from regbench.harness.model import TaskModel, load_pretrained
-from regbench.harness.train import TrainConfig, resolve_device, train
+from regbench.harness.run import batching
+from regbench.harness.run.method import METHODS, get_method
+from regbench.harness.run.model import TaskModel, load_pretrained
+from regbench.harness.run.train import TrainConfig, resolve_device, train
 
 BATCH = 16
 LR = 1e-4

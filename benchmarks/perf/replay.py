@@ -14,7 +14,7 @@ from pathlib import Path
 
 import optuna
 
-from regbench.harness import tune
+from regbench.harness.grid import tune
 
 # Settings replayed on the unpruned studies: the trade-off between what a pruner saves and what it loses.
 REPLAYED = {f"median, from epoch {w}": {"type": "median", "n_startup_trials": 2, "n_warmup_steps": w}

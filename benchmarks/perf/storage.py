@@ -2,7 +2,7 @@
 
     python benchmarks/perf/storage.py [--trials 20] [--epochs 10] [--repeats 5] [--postgres URL]   (or: nox -s perf)
 
-Runs the grid's tuning loop (``harness.tune.tune`` with the grid's per-epoch pruning report and the median pruner)
+Runs the grid's tuning loop (``harness.grid.tune.tune`` with the grid's per-epoch pruning report and the median pruner)
 with an objective that trains nothing, so what is timed is only what the storage costs a trial: the stale-trial
 check, the budget count, ask, the worker attribute, one report and pruning decision per epoch, the heartbeat thread
 (databases) and tell. One fresh study per store and repeat, stores interleaved, median of the repeats. PostgreSQL is
@@ -23,8 +23,9 @@ from pathlib import Path
 
 from optuna.distributions import FloatDistribution
 
-from regbench.harness import grid, liveness, tune
-from regbench.harness.storage import describe, open_storage
+from regbench.harness import grid
+from regbench.harness.grid import liveness, tune
+from regbench.harness.grid.storage import describe, open_storage
 
 SPACE = {"lr": FloatDistribution(1e-5, 1e-3, log=True)}  # STD's search space
 # The shortest real trials measured here, to put the overhead in proportion: results/perf/cell.md's unpruned

@@ -223,7 +223,7 @@ def build_leaderboard(records_dir: str | Path, out_dir: str | Path, profile: str
 
 def log_to_mlflow(files: list[Path], out: Path, tracking_uri: str, profile: str | None) -> str | None:
     """Mirror the outputs as artifacts of one ``leaderboard`` run (reattached, not duplicated, on regeneration)."""
-    from regbench.harness import tracking
+    from regbench.harness.io import tracking
 
     experiment = f"regbench-{profile}" if profile else "regbench"
     with tracking.RunTracker(tracking_uri, experiment, "leaderboard", tags={"phase": "leaderboard"},

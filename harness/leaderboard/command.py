@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, check_dir
+from ..core.errors import ConfigError, check_dir
 
 DEFAULT_REPRODUCTION = "results/REPRODUCTION.md"
 
@@ -55,7 +55,7 @@ def _cmd_reproduction(args: argparse.Namespace) -> int:
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from ..tracking import check_tracking_uri, default_tracking_uri
+    from ..io.tracking import check_tracking_uri, default_tracking_uri
     from . import build_leaderboard
 
     if not args.profile and not args.records:

@@ -1,6 +1,6 @@
 """Result records (and per-cell tuning summaries) → tidy pandas DataFrames, one row per final run / per cell.
 
-Records load through the typed record model (``harness/record_model.py``, via :func:`records.validate_record`), which
+Records load through the typed record model (``harness/io/record_model.py``, via :func:`records.validate_record`), which
 upgrades version-1 records (top-level ``collapse``) to the version-2 layout, so every field, the collapse measures
 under ``metrics.collapse`` included, is read from one place. Bad input never crashes a leaderboard: a record that
 does not parse or does not fit the model (which requires what the leaderboard needs, ``run_info.size`` and
@@ -28,9 +28,9 @@ from typing import Any
 
 import pandas as pd
 
-from regbench.harness import records
-from regbench.harness.errors import RegbenchError
-from regbench.harness.record_model import RunRecord
+from regbench.harness.core.errors import RegbenchError
+from regbench.harness.io import records
+from regbench.harness.io.record_model import RunRecord
 
 from .intervals import aligned
 
@@ -232,7 +232,7 @@ def _phases(record: RunRecord) -> str:
     its configuration), so the leaderboard states every exception to the equal protocol."""
     if "phases" in record.train_info.model_fields_set:
         return str(record.train_info.phases or "")
-    from regbench.harness.method import get_method
+    from regbench.harness.run.method import get_method
 
     config = record.run_info.config
     try:

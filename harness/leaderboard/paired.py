@@ -47,7 +47,7 @@ def replicate_scores(row: Any, resamples: int, memo: dict[Any, np.ndarray]) -> n
         if fast(spec, row.pred_kind):
             memo[key] = intervals.accuracy_replicates(pred["pred"], pred["ref"], draws)
         else:
-            from regbench.harness.evaluation import score
+            from regbench.harness.run.evaluation import score
 
             memo[key] = intervals.generic_replicates(pred["pred"], pred["ref"], draws,
                                                      lambda p, r: score(spec, list(p), list(r))["primary"])

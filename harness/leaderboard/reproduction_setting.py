@@ -32,7 +32,7 @@ def _per(runs: pd.DataFrame, by: str, column: str) -> str:
 @cache
 def model_config(name: str) -> dict[str, Any]:
     """The model's config.json where the name resolves to a local checkpoint (the packaged MiniLM does), else {}."""
-    from regbench.harness.model import resolve_model_path
+    from regbench.harness.run.model import resolve_model_path
 
     path = Path(resolve_model_path(name)) / "config.json"
     return json.loads(path.read_text()) if path.is_file() else {}

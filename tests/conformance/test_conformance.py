@@ -1,7 +1,8 @@
-"""The conformance suite over every registered method (harness/conformance.py), plus proof that each check can fail.
+"""The conformance suite over every registered method (harness/testing/conformance.py), plus proof that each check
+can fail.
 
 A registered method without a golden file fails ``golden_losses`` with the command that generates it:
-``python -m regbench.harness.conformance --update-golden NAME``.
+``python -m regbench.harness.testing.conformance --update-golden NAME``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from regbench.harness import conformance
-from regbench.harness.method import METHODS, Method, MethodConfig, decay_groups, hparam, register_method
+from regbench.harness.run.method import METHODS, Method, MethodConfig, decay_groups, hparam, register_method
+from regbench.harness.testing import conformance
 
 NAMES = [name for name in METHODS.names() if not name.startswith("_")]
 _PROBES: dict[str, conformance.Probe] = {}  # one set of runs per method, shared by its checks
