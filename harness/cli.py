@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import ConfigError, Fault, Interrupted, RegbenchError, check_dir, describe, describe_fault
+from .core.options import add_options, values
 from .core.version import __version__
 from .grid.calibrate import parse_speed
+from .run.config import RunConfig, parse_method_params
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,7 +142,7 @@ def _cmd_check_method(args: argparse.Namespace) -> int:
     from .testing.conformance import format_report, run_all
 
     method = METHODS.get(args.name)  # unknown names: one line with "did you mean"
-    params = _parse_params(args.param)
+    params = parse_method_params(args.param)
     method.from_params(params)  # a bad parameter is one line, not the same failure in every check
     results = run_all(method.name, params, Path(args.golden_dir) if args.golden_dir else None)
     print(format_report(results))
@@ -157,7 +159,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.speed == "auto":
         from .grid.calibrate import measure_speed
 
-        args.speed = round(measure_speed(profile.model, profile.batch_size), 2)
+        args.speed = round(measure_speed(profile.run.model, profile.run.train.batch_size), 2)
     estimates = estimate(profile, args.data_dir, args.speed)
     table = plan_table(profile, estimates)
     print(render(profile, table, args.speed, notes(estimates) + phase_notes(profile)))
@@ -193,79 +195,37 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# `regbench run`'s options, in the order --help lists them: fields of RunConfig (train.*: of its TrainConfig), whose
+# declarations (harness/run/config.py) give each option its flag, default and help.
+RUN_OPTIONS = ("task", "method", "method_params", "model", "pooling", "train_size", "noise_rate", "noise_type",
+               "dev_size", "max_test_examples", "max_length", "train.epochs", "train.batch_size", "train.lr",
+               "train.weight_decay", "dropout", "seed", "train.device", "train.precision", "data_dir")
+RUN_OUTPUT_OPTIONS = ("out_dir", "tracking_uri", "experiment", "track")
+
+
 def _add_run(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--task", required=True, help="task name (see 'regbench ls tasks') or a task YAML path")
-    p.add_argument("--method", default="std", help="method name (see 'regbench ls methods'); default: std")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a method hyperparameter (repeatable)")
-    p.add_argument("--model", default="minilm", help="'minilm' (packaged all-MiniLM-L6-v2), 'tiny-random-bert', an HF name or a path")
-    p.add_argument("--pooling", choices=["mean", "cls", "pooler"], help="sentence representation (default: the checkpoint's)")
-    p.add_argument("--train-size", default="64", help="64 / n64 in total, k16 per class (LM-BFF style), or 'full' (default 64)")
-    p.add_argument("--noise", type=float, default=0.0, help="label-noise rate in [0, 1) on train and dev (test stays clean)")
-    p.add_argument("--noise-type", default="symmetric", choices=["symmetric", "asymmetric"],
-                   help="symmetric (uniform over other classes) or asymmetric (the task YAML's flip map)")
-    p.add_argument("--dev-size", type=int, help="dev examples carved from the pool (default: = train size; full: 10%%, ≤ 2000)")
-    p.add_argument("--max-test", type=int, help="cap the test set at a fixed stratified subsample of this size")
-    p.add_argument("--max-length", type=int, default=128, help="truncation length in tokens (default 128)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4, suited to MiniLM; tune per method)")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--dropout", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=1, help="derives the data split, noise draw and initialisation")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 autocast on a bf16 GPU, else fp32")
-    p.add_argument("--data-dir", help="Parquet mirror directory (default: $REGBENCH_DATA_DIR or ../shared/data)")
+    add_options(p, RunConfig, RUN_OPTIONS, required=["task"])
     p.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
-    p.add_argument("--out", default="results/runs", help="output directory for records and the MLflow store (default results/runs)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///<out>/mlflow.db)")
-    p.add_argument("--experiment", default="regbench", help="MLflow experiment name")
-    p.add_argument("--no-track", action="store_true", help="write the record only, no MLflow run")
+    add_options(p, RunConfig, RUN_OUTPUT_OPTIONS)
     p.set_defaults(handler=_cmd_run)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .api import RunConfig, run
-    from .run.train import TrainConfig
+    from .api import TrainConfig, run
 
-    if not (args.lr > 0 and math.isfinite(args.lr)):
-        raise ConfigError(f"--lr must be a positive number, got {args.lr}")
-    check_dir(args.out, "--out")
-    if args.tracking_uri and not args.no_track:  # before the model loads: an unanswered URI must not hang a run
+    lr = getattr(args, "train.lr")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"--lr must be a positive number, got {lr}")
+    check_dir(args.out_dir, "--out")
+    if args.tracking_uri and args.track:  # before the model loads: an unanswered URI must not hang a run
         from .io.tracking import check_tracking_uri
 
         check_tracking_uri(args.tracking_uri)
-    train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                            device=args.device, precision=args.precision)
-    config = RunConfig(
-        task=args.task, method=args.method, method_params=_parse_params(args.param), model=args.model,
-        pooling=args.pooling, train_size=_parse_size(args.train_size), dev_size=args.dev_size,
-        max_test_examples=args.max_test, max_length=args.max_length, seed=args.seed, dropout=args.dropout,
-        train=train_cfg, data_dir=args.data_dir, out_dir=args.out, tracking_uri=args.tracking_uri,
-        experiment=args.experiment, track=not args.no_track, noise_rate=args.noise, noise_type=args.noise_type,
-    )
-    record = run(config)
+    options = RUN_OPTIONS + RUN_OUTPUT_OPTIONS
+    train = TrainConfig(**values(args, RunConfig, options, prefix="train."))
+    record = run(RunConfig(**values(args, RunConfig, options), train=train))
     _print_summary(record)
     return 0
-
-
-def _parse_size(text: str) -> int | str | None:
-    from regbench.benchmarks.fewshot import parse_size
-
-    try:
-        size = parse_size(text)
-    except RegbenchError as err:
-        raise ConfigError(f"--train-size: {err}") from None
-    return size.total if size.per_class is None else size.label
-
-
-def _parse_params(items: list[str]) -> dict[str, str]:
-    params = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ConfigError(f"--param expects NAME=VALUE, got {item!r}")
-        params[name.strip()] = value.strip()
-    return params
 
 
 def _print_summary(record: dict[str, Any]) -> None:

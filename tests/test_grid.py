@@ -319,7 +319,9 @@ def test_a_profile_may_not_tune_on_a_reported_seed(tmp_path):
 def test_cell_cost_is_gpu_seconds_on_a_cuda_device_and_cpu_seconds_otherwise(monkeypatch) -> None:
     import torch
 
-    monkeypatch.setattr(grid, "resolve_device", lambda name: torch.device("cuda" if name == "auto" else name))
+    from regbench.harness.grid import runner
+
+    monkeypatch.setattr(runner, "resolve_device", lambda name: torch.device("cuda" if name == "auto" else name))
     assert grid.compute_seconds(12.5, "cuda:0") == {"cpu_seconds": 0.0, "gpu_seconds": 12.5}
     assert grid.compute_seconds(12.5, "auto") == {"cpu_seconds": 0.0, "gpu_seconds": 12.5}  # auto found a GPU
     assert grid.compute_seconds(12.5, "cpu") == {"cpu_seconds": 12.5, "gpu_seconds": 0.0}

@@ -46,7 +46,7 @@ def test_scoring_loads_neither_evaluate_nor_mlflow() -> None:
 
 def test_tracking_imports_mlflow_on_first_use() -> None:
     assert "mlflow" not in imported_after("import regbench.harness.io.tracking")
-    assert "mlflow" in imported_after("from regbench.harness import tracking\ntracking.RunTracker")
+    assert "mlflow" in imported_after("from regbench.harness.io import tracking\ntracking.RunTracker")
 
 
 def test_unknown_tracking_attribute_is_an_attribute_error() -> None:

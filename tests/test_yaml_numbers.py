@@ -89,8 +89,8 @@ def test_profile_numbers_in_any_spelling(low, high, noise, decay, dropout):
     if float(noise) == 0.0:
         data["noise"] = [0.0]  # two equal rates are one block twice: not what this test is about
     profile = parse_profile(data, "grid")
-    assert profile.noise[-1] == float(noise) and profile.dropout == float(dropout)
-    assert profile.train["weight_decay"] == float(decay)
+    assert profile.noise[-1] == float(noise) and profile.run.dropout == float(dropout)
+    assert profile.run.train.weight_decay == float(decay)
     from regbench.harness.run.method import METHODS
 
     assert profile.space(METHODS.get("std"))["lr"] == FloatDistribution(float(low), float(high), log=True)

@@ -56,14 +56,11 @@ def experiment_name(profile: Profile) -> str:
 def template(profile: Profile, task: str, size: str, noise: float, method: str, out_dir: Path,
              tracking_uri: str | None, data_dir: str | None = None, track: bool = True) -> api.RunConfig:
     """The run config of a cell before tuning: the profile's settings, the method's fixed parameters."""
-    return api.RunConfig(
-        task=task, method=method, method_params=dict(profile.method_params.get(method, {})), model=profile.model,
-        pooling=profile.pooling, train_size=size, dev_size=profile.dev_size,
-        max_test_examples=profile.max_test_examples, max_length=profile.max_length, seed=profile.tune_seed,
-        dropout=profile.dropout, train=profile.train_config(), data_dir=data_dir, out_dir=str(out_dir),
-        tracking_uri=tracking_uri, experiment=experiment_name(profile), track=track, noise_rate=float(noise),
-        noise_type=profile.noise_type if noise else "symmetric", profile=profile.name, ood=profile.ood,
-        collapse=profile.collapse)
+    return dataclasses.replace(
+        profile.run, task=task, method=method, method_params=dict(profile.method_params.get(method, {})),
+        train_size=size, seed=profile.tune_seed, data_dir=data_dir, out_dir=str(out_dir), tracking_uri=tracking_uri,
+        experiment=experiment_name(profile), track=track, noise_rate=float(noise),
+        noise_type=profile.run.noise_type if noise else "symmetric", profile=profile.name)
 
 
 def with_params(config: api.RunConfig, params: dict[str, Any], **changes: Any) -> api.RunConfig:
@@ -75,11 +72,11 @@ def with_params(config: api.RunConfig, params: dict[str, Any], **changes: Any) -
 
 def plan_cells(profile: Profile, data_dir: str | None = None) -> list[Cell]:
     """Every cell of the profile, with its key, or the reason the task cannot serve it."""
-    pretrained = load_pretrained(profile.model)
+    pretrained = load_pretrained(profile.run.model)
     cells = []
     for task_name in profile.tasks:
         task = get_task(task_name)
-        if profile.ood:
+        if profile.run.ood:
             _check_ood_data(task, data_dir)
         for size in map(parse_size, profile.sizes):
             for noise in profile.noise:
@@ -116,12 +113,12 @@ def block_key(profile: Profile, task: str, size: str, noise: float, model_checks
 def _not_applicable(profile: Profile, task: Any, size: SizeSpec, noise: float, data_dir: str | None,
                     tokenizer: Any) -> str | None:
     try:
-        check_task_supports(task, NoiseSpec(float(noise), profile.noise_type if noise else "symmetric"))
+        check_task_supports(task, NoiseSpec(float(noise), profile.run.noise_type if noise else "symmetric"))
     except ConfigError as err:
         return str(err)
-    config = api.RunConfig(task=task.name, max_length=profile.max_length, data_dir=data_dir)
+    config = dataclasses.replace(profile.run, task=task.name, data_dir=data_dir)
     pool, _, _ = api.prepare_pool(task, config, tokenizer)
-    return check_size_fits(task, pool.labels(), size, profile.dev_size)
+    return check_size_fits(task, pool.labels(), size, profile.run.dev_size)
 
 
 def cell_key(profile: Profile, base: api.RunConfig, model_checksum: str) -> str:

@@ -17,6 +17,7 @@ a real grid's wall time: README, "Speed".
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,7 @@ class CellEstimate:
 
 
 def estimate(profile: Profile, data_dir: str | None = None, speed: float = 1.0) -> list[CellEstimate]:
-    pretrained = load_pretrained(profile.model)
+    pretrained = load_pretrained(profile.run.model)
     scale = sum(p.numel() for p in pretrained.state_dict.values()) / MINILM_PARAMETERS / speed
     out = []
     for cell in plan_cells(profile, data_dir):
@@ -72,16 +73,16 @@ def _estimate_cell(profile: Profile, cell: Cell, tokenizer: Any, scale: float, d
     if size.per_class:
         train = dev = size.per_class * task.num_labels
     else:
-        dev = profile.dev_size or default_dev_size(len(pool), size.total)
+        dev = profile.run.dev_size or default_dev_size(len(pool), size.total)
         train = size.total or len(pool) - dev
-    test_n = min(len(test), profile.max_test_examples or len(test))
+    test_n = min(len(test), profile.run.max_test_examples or len(test))
     tokens = _mean_tokens(pool.features)
     per_example = _eval_seconds(tokens, scale)
     method_cls = METHODS.get(cell.method)
     method = method_cls.from_params(profile.method_params.get(cell.method, {}))
-    epochs = method.num_epochs(profile.epochs)
+    epochs = method.num_epochs(profile.run.train.epochs)
     cost = float(method_cls.relative_step_cost)
-    evals = profile.evals or profile.epochs
+    evals = profile.run.train.evals or profile.run.train.epochs
     trial = RUN_OVERHEAD_SECONDS + epochs * train * per_example * TRAIN_FACTOR * cost + evals * dev * per_example
     extra, note = _extras_seconds(profile, task, tokenizer, scale, data_dir, test_n, tokens)
     return CellEstimate(cell, train, dev, test_n, tokens, trial, trial + test_n * per_example + extra, note)
@@ -99,13 +100,13 @@ def _extras_seconds(profile: Profile, task: Any, tokenizer: Any, scale: float, d
                     test_n: int, tokens: float) -> tuple[float, str | None]:
     """Forward passes of a final run's OOD scoring and collapse probes (harness/post/extras.py), at their lengths; and a
     note when the probe transfer task's data is missing, which final runs record and go on without, as here."""
-    cap = profile.max_test_examples or math.inf
+    cap = profile.run.max_test_examples or math.inf
     seconds = 0.0
-    if profile.ood:
+    if profile.run.ood:
         for spec in (task.ood or {}).values():
             _, test, _ = api.prepare_pool(get_task(spec["task"]), _config(profile, spec["task"], data_dir), tokenizer)
             seconds += min(OOD_MAX_EXAMPLES, cap, len(test)) * _eval_seconds(_mean_tokens(test.features), scale)
-    if not profile.collapse:
+    if not profile.run.collapse:
         return seconds, None
     probe = min(PROBE_EXAMPLES, test_n) * _eval_seconds(tokens, scale)  # both encoders: fine-tuned, pretrained
     other = next(t for t in TRANSFER_TASKS if t != task.name)
@@ -124,7 +125,7 @@ def notes(estimates: list[CellEstimate]) -> list[str]:
 
 
 def _config(profile: Profile, task: str, data_dir: str | None) -> api.RunConfig:
-    return api.RunConfig(task=task, max_length=profile.max_length, data_dir=data_dir)
+    return dataclasses.replace(profile.run, task=task, data_dir=data_dir)
 
 
 def plan_table(profile: Profile, estimates: list[CellEstimate]) -> pd.DataFrame:
@@ -145,7 +146,7 @@ def phase_notes(profile: Profile) -> list[str]:
     shows; dev evaluations are the same for every method)."""
     out = []
     for name in profile.methods:
-        note = METHODS.get(name).from_params(profile.method_params.get(name, {})).phase_note(profile.epochs)
+        note = METHODS.get(name).from_params(profile.method_params.get(name, {})).phase_note(profile.run.train.epochs)
         if note:
             out.append(f"{name}: {note}")
     return out

@@ -22,17 +22,18 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from ..catalogue import list_profiles, profiles_dir  # noqa: F401 — re-exported (profiles.list_profiles)
 from ..core import yamlio
 from ..core.errors import ConfigError, RegbenchError
-from ..run.train import TrainConfig
+from ..core.options import profile_keys
+from ..run.config import RunConfig, TrainConfig
 from . import subgrids
 from .tune import PRUNER_SETTINGS
 
-KEYS = {
+# The grid's own keys. A profile's run settings (model, epochs, dropout, ...) are fields of RunConfig and
+# TrainConfig marked profile_key (harness/run/config.py), which give their defaults and help.
+GRID_KEYS = {
     "description": "one line shown by `regbench ls profiles`",
-    "model": "checkpoint name or path (minilm, tiny-random-bert, any HF id)",
     "tasks": "task names (or YAML paths)",
     "sizes": "training sizes: k16 (per class), n500 (in total), full",
     "noise": "label-noise rates in [0, 1)",
-    "noise_type": "symmetric | asymmetric",
     "blocks": "optional sub-grids [{tasks, sizes, noise}]: run only the (task, size, noise) blocks they name "
               "(default: every combination)",
     "seeds": "seeds of the final runs (seed → split, noise draw, init)",
@@ -41,21 +42,13 @@ KEYS = {
     "method_params": "fixed (untuned) method parameters: {method: {param: value}}",
     "trials": "Optuna trials per cell, equal for every method (COMPLETE + PRUNED count)",
     "startup_trials": "trials drawn with common random numbers across a block's methods before TPE (default 10)",
-    "evals": "dev evaluations per run, spread over each method's main phase (default: one per epoch)",
     "pruner": "none (default) | median | halving, or {type: median, n_startup_trials, n_warmup_steps} | "
               "{type: halving, min_resource, reduction_factor}",
     "search_space": "overrides: {method: {param: {low, high, log} | {choices: [...]}}}",
-    "epochs": "training epochs (a method may define its own length from it, e.g. STD++ 2x)",
-    "batch_size": "training batch size",
-    "max_length": "truncation length in tokens",
-    "max_test_examples": "cap on test examples (a fixed stratified subsample, recorded); null = all",
-    "dev_size": "dev examples for size n/full (k sizes use k per class); null = default",
     "train": "other TrainConfig settings (lr is tuned): weight_decay, warmup_ratio, ...",
-    "dropout": "dropout of the encoder and the head",
-    "pooling": "mean | cls | pooler (default: the model's)",
-    "ood": "final runs score the tasks' out-of-distribution test sets (true | false; default true)",
-    "collapse": "final runs measure representation collapse: CKA, effective rank, probe transfer (default true)",
 }
+RUN_KEYS, TRAIN_KEYS = profile_keys(RunConfig), profile_keys(TrainConfig)
+KEYS = GRID_KEYS | RUN_KEYS | TRAIN_KEYS
 
 
 @dataclass(frozen=True)
@@ -68,31 +61,17 @@ class Profile:
     seeds: tuple[int, ...]
     methods: tuple[str, ...]
     trials: int
-    model: str = "minilm"
     description: str = ""
-    noise_type: str = "symmetric"
     blocks: tuple[tuple[str, str, float], ...] = ()  # empty: the full task × size × noise product (grid.subgrids)
     tune_seed: int = 0
     startup_trials: int = 10
-    evals: int | None = None
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Off by default: its measured cost on dev differs by method (README, results/perf/pruning-*.md).
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "none"})
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
-    epochs: int = 3
-    batch_size: int = 16
-    max_length: int = 128
-    max_test_examples: int | None = None
-    dev_size: int | None = None
-    train: dict[str, Any] = field(default_factory=dict)
-    dropout: float = 0.1
-    pooling: str | None = None
-    ood: bool = True
-    collapse: bool = True
-
-    def train_config(self) -> TrainConfig:
-        return dataclasses.replace(TrainConfig(), epochs=self.epochs, batch_size=self.batch_size, evals=self.evals,
-                                   **self.train)
+    # The run settings every cell shares (model, lengths, dropout, OOD/collapse, training settings but the tuned lr);
+    # a cell's runs are this config with the cell's task, size, noise, method and seed (grid.cells.template).
+    run: RunConfig = field(default_factory=RunConfig)
 
     def space(self, method_cls: Any) -> dict[str, BaseDistribution]:
         """The method's own search space with this profile's overrides applied."""
@@ -143,10 +122,23 @@ def parse_profile(data: dict[str, Any], name: str, path: str = "<memory>") -> Pr
     blocks = values.pop("blocks", None)
     if "pruner" in values:
         values["pruner"] = _pruner(values["pruner"], where)
+    values["run"] = _run_settings(values, where)
     profile = Profile(name=name, path=path, **values)
     _check(profile, where)  # blocks last: their values are checked against the validated lists
     blocks = () if blocks is None else subgrids.parse_blocks(blocks, profile.tasks, profile.sizes, profile.noise, where)
     return dataclasses.replace(profile, blocks=blocks)
+
+
+def _run_settings(values: dict[str, Any], where: str) -> RunConfig:
+    """The profile's run settings (its RunConfig/TrainConfig keys and ``train:``) taken out of ``values``."""
+    train = values.pop("train", None) or {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(train) - known | ({"lr", *TRAIN_KEYS} & set(train)))
+    if unknown:
+        raise ConfigError(f"{where}: train.{unknown[0]} is not a training setting here (lr is tuned; "
+                          f"known: {', '.join(f.name for f in dataclasses.fields(TrainConfig) if f.name != 'lr')})")
+    train_config = TrainConfig(**{k: values.pop(k) for k in TRAIN_KEYS if k in values}, **train)
+    return RunConfig(**{k: values.pop(k) for k in RUN_KEYS if k in values}, train=train_config)
 
 
 def _number(v: Any) -> bool:
@@ -259,7 +251,7 @@ def _check(profile: Profile, where: str) -> None:
     for rate in profile.noise:
         if not isinstance(rate, int | float) or not 0 <= rate < 1:
             raise ConfigError(f"{where}: noise rate {rate!r} must be a number in [0, 1)")
-    NoiseSpec(0.0, profile.noise_type).validate()
+    NoiseSpec(0.0, profile.run.noise_type).validate()
     for size in profile.sizes:
         try:
             parse_size(size)
@@ -268,8 +260,8 @@ def _check(profile: Profile, where: str) -> None:
     for task in profile.tasks:
         get_task(task)
     for key in ("ood", "collapse"):
-        if not isinstance(getattr(profile, key), bool):
-            raise ConfigError(f"{where}: {key} must be true or false, got {getattr(profile, key)!r}")
+        if not isinstance(getattr(profile.run, key), bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {getattr(profile.run, key)!r}")
     if not isinstance(profile.trials, int) or profile.trials < 1:
         raise ConfigError(f"{where}: trials must be an integer ≥ 1, got {profile.trials!r}")
     if any(not isinstance(s, int) for s in profile.seeds) or len(set(profile.seeds)) != len(profile.seeds):
@@ -278,18 +270,12 @@ def _check(profile: Profile, where: str) -> None:
     if isinstance(tune_seed, bool) or not isinstance(tune_seed, int) or tune_seed in profile.seeds:
         raise ConfigError(f"{where}: tune_seed must be an integer outside seeds (trials tune on a split that is never "
                           f"reported), got {profile.tune_seed!r} with seeds {list(profile.seeds)}")
-    for key in ("startup_trials", "evals"):
-        value = getattr(profile, key)
+    for key, value in (("startup_trials", profile.startup_trials), ("evals", profile.run.train.evals)):
         if (value is not None or key == "startup_trials") and (
                 isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "startup_trials" else 1)):
             raise ConfigError(f"{where}: {key} must be an integer ≥ {0 if key == 'startup_trials' else 1}, "
                               f"got {value!r} ({KEYS[key]})")
-    unknown = sorted(set(profile.train) - {f.name for f in dataclasses.fields(TrainConfig)}
-                     | ({"lr", "evals", "epochs", "batch_size"} & set(profile.train)))
-    if unknown:
-        raise ConfigError(f"{where}: train.{unknown[0]} is not a training setting here (lr is tuned; "
-                          f"known: {', '.join(f.name for f in dataclasses.fields(TrainConfig) if f.name != 'lr')})")
-    profile.train_config().validate()
+    profile.run.train.validate()
     for method in profile.methods:
         cls = METHODS.get(method)
         profile.space(cls)

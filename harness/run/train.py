@@ -23,43 +23,11 @@ from transformers import get_linear_schedule_with_warmup
 
 from ..core.errors import ConfigError
 from . import batching
+from .config import TrainConfig  # noqa: F401 — re-exported (run.train.TrainConfig)
 from .devices import autocast_factory, resolve_device  # noqa: F401 — re-exported (train.resolve_device)
 from .evaluation import EvalResult, evaluate_model, is_failed, majority_baseline
 from .method import Method, TrainContext
 from .model import TaskModel
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings shared by every method of a profile (the method adds its own hyperparameters)."""
-
-    epochs: int = 3
-    batch_size: int = 16
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    eval_batch_size: int = 64
-    length_grouping: int = 4  # mega-batch factor for length-grouped batches; 0 = plain shuffling
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto (bf16 autocast on a bf16 GPU, else fp32) | fp32 | bf16
-    evals: int | None = None  # dev evaluations spread over the main phase; None = one per epoch of `epochs`
-
-    def validate(self) -> None:
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ConfigError(f"epochs and batch sizes must be ≥ 1, got epochs={self.epochs}, "
-                              f"batch_size={self.batch_size}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        evals = self.evals
-        if evals is not None and (isinstance(evals, bool) or not isinstance(evals, int) or evals < 1):
-            raise ConfigError(f"evals must be an integer ≥ 1 (dev evaluations per run) or null, got {self.evals!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ConfigError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
 
 
 @dataclass
