@@ -41,12 +41,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution
 from torch import nn
 
 from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import (
-    SHARED_LR_RANGE,
     Method,
     MethodConfig,
     TrainContext,
@@ -132,9 +131,7 @@ class _ChildTuning(Method):
         super().__init__(config)
         self.params: dict[str, nn.Parameter] = {}
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": SHARED_LR_RANGE, "p": FloatDistribution(0.1, 0.5)}
+    tuned = {"p": FloatDistribution(0.1, 0.5)}
 
     def prepare(self, ctx: TrainContext) -> None:
         super().prepare(ctx)

@@ -18,7 +18,7 @@ Design choices (METHODS.md leaves these to us):
 
 from __future__ import annotations
 
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution
 
 from regbench.harness.run.method import Method, TrainContext, register_method
 from regbench.harness.run.model import TaskModel
@@ -32,9 +32,7 @@ class Freeze(Method):
     relative_step_cost = 0.35  # no encoder backward nor encoder update; the measured ratio: results/perf/methods.md
     summary = "linear probe: only the head trains (encoder frozen), head LR log[1e-3, 1e-1]"
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": HEAD_LR_RANGE}
+    lr_range = HEAD_LR_RANGE
 
     def prepare(self, ctx: TrainContext) -> None:
         super().prepare(ctx)

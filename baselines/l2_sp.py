@@ -38,11 +38,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution
 
 from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import (
-    SHARED_LR_RANGE,
     Method,
     MethodConfig,
     TrainContext,
@@ -84,9 +83,7 @@ class L2SP(Method):
         self._penalized = False  # loss() computed w − w0 this step: after_backward adds its gradient
         self._rows: _SeenRows | None = None  # the word embeddings, when handled row-wise
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": SHARED_LR_RANGE, "alpha": FloatDistribution(1e-4, 1.0, log=True)}
+    tuned = {"alpha": FloatDistribution(1e-4, 1.0, log=True)}
 
     def prepare(self, ctx: TrainContext) -> None:
         super().prepare(ctx)

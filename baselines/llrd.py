@@ -26,11 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution
 from torch import nn
 
 from regbench.harness.core.errors import ConfigError
-from regbench.harness.run.method import SHARED_LR_RANGE, Method, MethodConfig, decay_groups, hparam, register_method
+from regbench.harness.run.method import Method, MethodConfig, decay_groups, hparam, register_method
 from regbench.harness.run.model import TaskModel
 
 __all__ = ["LLRD", "LLRDConfig", "layer_depths", "transformer_layers"]
@@ -68,9 +68,7 @@ class LLRD(Method):
     summary = "layer-wise LR decay (Zhang et al. 2021): head η, top layer η·ξ, ..., embeddings η·ξ^(L+1)"
     config_class = LLRDConfig
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": SHARED_LR_RANGE, "decay": FloatDistribution(0.7, 1.0)}
+    tuned = {"decay": FloatDistribution(0.7, 1.0)}
 
     def param_groups(self, model: TaskModel, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         depths = layer_depths(model)

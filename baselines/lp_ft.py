@@ -34,12 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution
 from transformers import get_linear_schedule_with_warmup
 
 from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import (
-    SHARED_LR_RANGE,
     Method,
     MethodConfig,
     TrainContext,
@@ -80,9 +79,7 @@ class LPFT(Method):
         self.head_schedule: torch.optim.lr_scheduler.LRScheduler | None = None
         self.frozen: list[torch.nn.Parameter] = []
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": SHARED_LR_RANGE, "head_lr": FloatDistribution(1e-3, 1e-1, log=True)}
+    tuned = {"head_lr": FloatDistribution(1e-3, 1e-1, log=True)}
 
     def prepare(self, ctx: TrainContext) -> None:
         super().prepare(ctx)

@@ -32,12 +32,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution
 from torch import nn
 
 from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import (
-    SHARED_LR_RANGE,
     Method,
     MethodConfig,
     TrainContext,
@@ -147,9 +146,7 @@ class Mixout(Method):
         super().__init__(config)
         self.plug: MixoutPlug | None = None
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": SHARED_LR_RANGE, "p": FloatDistribution(0.1, 0.9)}
+    tuned = {"p": FloatDistribution(0.1, 0.9)}
 
     def prepare(self, ctx: TrainContext) -> None:
         super().prepare(ctx)

@@ -28,12 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution
 from torch import nn
 
 from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import (
-    SHARED_LR_RANGE,
     Method,
     MethodConfig,
     TrainContext,
@@ -73,9 +72,7 @@ class NoisyTune(Method):
     summary = "Wu et al. 2022: add U(−λ/2, λ/2)·std(W) to each pretrained parameter tensor before training"
     config_class = NoisyTuneConfig
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": SHARED_LR_RANGE, "noise_lambda": FloatDistribution(0.05, 0.3)}
+    tuned = {"noise_lambda": FloatDistribution(0.05, 0.3)}
 
     def prepare(self, ctx: TrainContext) -> None:
         super().prepare(ctx)

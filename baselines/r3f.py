@@ -33,12 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from torch import nn
 from torch.nn.utils import parametrize
 
 from regbench.harness.core.errors import ConfigError
-from regbench.harness.run.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
+from regbench.harness.run.method import Method, MethodConfig, TrainContext, hparam, register_method
 from regbench.harness.run.model import TaskModel, TaskOutput
 
 NOISE_TYPES = ("uniform", "normal")
@@ -104,10 +104,7 @@ class R3F(Method):
     summary = "Aghajanyan et al. 2021: symmetric KL between clean and token-embedding-noised outputs"
     config_class = R3FConfig
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": SHARED_LR_RANGE, "lam": FloatDistribution(0.1, 5.0, log=True),
-                "noise_type": CategoricalDistribution(NOISE_TYPES)}
+    tuned = {"lam": FloatDistribution(0.1, 5.0, log=True), "noise_type": CategoricalDistribution(NOISE_TYPES)}
 
     def loss(self, model: TaskModel, batch: dict[str, torch.Tensor], outputs: TaskOutput) -> dict[str, torch.Tensor]:
         with torch.no_grad():  # fairseq detaches: the noisy path does not train the embedding table

@@ -22,12 +22,12 @@ import copy
 from dataclasses import dataclass
 
 import torch
-from optuna.distributions import BaseDistribution, IntDistribution
+from optuna.distributions import IntDistribution
 from torch import nn
 
 from regbench.baselines.llrd import transformer_layers
 from regbench.harness.core.errors import ConfigError
-from regbench.harness.run.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
+from regbench.harness.run.method import Method, MethodConfig, TrainContext, hparam, register_method
 from regbench.harness.run.model import TaskModel
 
 __all__ = ["ReInit", "ReInitConfig", "reinitialise_"]
@@ -68,9 +68,7 @@ class ReInit(Method):
     summary = "Zhang et al. 2021: re-initialise the top L Transformer layers and the pooler before fine-tuning"
     config_class = ReInitConfig
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": SHARED_LR_RANGE, "layers": IntDistribution(1, 3)}
+    tuned = {"layers": IntDistribution(1, 3)}
 
     def prepare(self, ctx: TrainContext) -> None:
         super().prepare(ctx)

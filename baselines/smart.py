@@ -40,11 +40,11 @@ import copy
 from dataclasses import dataclass
 
 import torch
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution
 
 from regbench.baselines.r3f import divergence, forward_from_embeddings, symmetric_divergence, token_mask
 from regbench.harness.core.errors import ConfigError
-from regbench.harness.run.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
+from regbench.harness.run.method import Method, MethodConfig, TrainContext, hparam, register_method
 from regbench.harness.run.model import TaskModel, TaskOutput
 
 
@@ -75,10 +75,8 @@ class Smart(Method):
         super().__init__(config)
         self.teacher: TaskModel | None = None
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": SHARED_LR_RANGE, "lam": FloatDistribution(0.1, 10.0, log=True),
-                "step_size": FloatDistribution(1e-5, 1e-3, log=True)}
+    tuned = {"lam": FloatDistribution(0.1, 10.0, log=True),
+             "step_size": FloatDistribution(1e-5, 1e-3, log=True)}
 
     def prepare(self, ctx: TrainContext) -> None:
         super().prepare(ctx)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution
 
 from regbench.harness.run.method import Method, MethodConfig, hparam, register_method
 
@@ -26,9 +26,7 @@ class StdPlusPlus(Method):
     summary = "Mosbach et al. 2021: small learning rate, 2x the epochs, bias-corrected AdamW"
     config_class = StdPlusPlusConfig
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": FloatDistribution(1e-5, 1e-4, log=True)}
+    lr_range = FloatDistribution(1e-5, 1e-4, log=True)
 
     def num_epochs(self, base_epochs: int) -> int:
         return base_epochs * self.config.epoch_multiplier

@@ -42,12 +42,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-from optuna.distributions import BaseDistribution, IntDistribution
+from optuna.distributions import IntDistribution
 from torch import nn
 
 from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import (
-    SHARED_LR_RANGE,
     Method,
     MethodConfig,
     TrainContext,
@@ -128,9 +127,7 @@ class MVCR(Method):
         self._flags: list[tuple[nn.Parameter, bool]] = []  # non-AE parameters and their requires_grad at prepare
         self._grads: list[tuple[nn.Parameter, torch.Tensor | None]] = []  # this step's reconstruction gradients
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": SHARED_LR_RANGE, "n_layers_with_ae": IntDistribution(1, 3)}
+    tuned = {"n_layers_with_ae": IntDistribution(1, 3)}
 
     def num_epochs(self, base_epochs: int) -> int:
         cfg = self.config

@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import FloatDistribution
 from torch import nn
 
-from regbench.harness.run.method import SHARED_LR_RANGE, Method, MethodConfig, TrainContext, hparam, register_method
+from regbench.harness.run.method import Method, MethodConfig, TrainContext, hparam, register_method
 from regbench.harness.run.model import TaskModel, TaskOutput
 
 _PHI_SEED_SALT = 0x9E9A  # separates φ's generator from the head's (both start from the run seed)
@@ -88,9 +88,7 @@ class RepinaI(Method):
         self.phi: nn.Module | None = None
         self.cache: dict[tuple[int, int], torch.Tensor] = {}
 
-    @classmethod
-    def search_space(cls) -> dict[str, BaseDistribution]:
-        return {"lr": SHARED_LR_RANGE, "lam": FloatDistribution(1e-3, 10.0, log=True)}
+    tuned = {"lam": FloatDistribution(1e-3, 10.0, log=True)}
 
     # ---- hooks --------------------------------------------------------------------------------------------
     def prepare(self, ctx: TrainContext) -> None:

@@ -81,6 +81,10 @@ class Method:
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
     # Step time relative to STD, as measured by benchmarks/perf (results/perf/methods.md); `regbench plan` uses it.
     relative_step_cost: ClassVar[float] = 1.0
+    # The search space, declared: the learning rate's range (a method may narrow it) and the method's own tuned
+    # hyperparameters, in the order trials draw them (the common-random-number start draws by name and number).
+    lr_range: ClassVar[BaseDistribution] = SHARED_LR_RANGE
+    tuned: ClassVar[dict[str, BaseDistribution]] = {}
 
     def __init__(self, config: MethodConfig | None = None) -> None:
         self.config = config if config is not None else self.config_class()
@@ -102,7 +106,7 @@ class Method:
     @classmethod
     def search_space(cls) -> dict[str, BaseDistribution]:
         """Optuna distributions of the tuned hyperparameters: ``lr`` always, plus the method's own."""
-        return {"lr": SHARED_LR_RANGE}
+        return {"lr": cls.lr_range, **cls.tuned}
 
     # ---- hooks --------------------------------------------------------------------------------------------
     def num_epochs(self, base_epochs: int) -> int:
