@@ -72,6 +72,11 @@ def _on_sigterm() -> Any:
     return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+def add_tasks_dir(parser: argparse.ArgumentParser) -> None:
+    """``--tasks-dir`` (repeatable), for every command that reads tasks; ``main`` loads them before the command."""
+    parser.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regbench", description="Benchmark regularizers for fine-tuning pretrained language models.")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
@@ -81,13 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list tasks, methods or profiles")
     ls.add_argument("what", choices=["tasks", "methods", "profiles"])
     ls.add_argument("-v", "--verbose", action="store_true", help="show details (method hyperparameters, task notes)")
-    ls.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
+    add_tasks_dir(ls)
     ls.set_defaults(handler=_cmd_ls)
     val = sub.add_parser("validate", help="check task YAMLs (and their data) without training")
     val.add_argument("tasks", nargs="*", help="task names or YAML paths (default: every registered task)")
     val.add_argument("--no-data", action="store_true", help="check the YAML only, not the data files")
-    val.add_argument("--data-dir", help="Parquet mirror directory (default: $REGBENCH_DATA_DIR or ../shared/data)")
-    val.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
+    add_options(val, RunConfig, ["data_dir"])
+    add_tasks_dir(val)
     val.set_defaults(handler=_cmd_validate)
     _add_grid(sub)
     _add_check_method(sub)
@@ -106,8 +111,8 @@ def _add_grid(sub: Any) -> None:
     status = sub.add_parser("status", help="how far a profile's grid has got, per cell (reads; runs nothing)")
     for p in (plan, bench, status):
         p.add_argument("--profile", required=True, help="profile name (see 'regbench ls profiles') or a YAML path")
-        p.add_argument("--data-dir", help="Parquet mirror directory (default: $REGBENCH_DATA_DIR or ../shared/data)")
-        p.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
+        add_options(p, RunConfig, ["data_dir"])
+        add_tasks_dir(p)
     plan.add_argument("--speed", type=parse_speed, default=1.0,
                       help="hardware speed-up over the reference 2-core CPU, or 'auto' (measure this host, ~10 s)")
     plan.add_argument("--csv", help="also write the plan table to this CSV file")
@@ -205,7 +210,7 @@ RUN_OUTPUT_OPTIONS = ("out_dir", "tracking_uri", "experiment", "track")
 
 def _add_run(p: argparse.ArgumentParser) -> None:
     add_options(p, RunConfig, RUN_OPTIONS, required=["task"])
-    p.add_argument("--tasks-dir", action="append", help="also load task YAMLs from this directory (repeatable)")
+    add_tasks_dir(p)
     add_options(p, RunConfig, RUN_OUTPUT_OPTIONS)
     p.set_defaults(handler=_cmd_run)
 

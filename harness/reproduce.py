@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .core.errors import ConfigError, RegbenchError
+from .core.options import add_options
+from .run.config import RunConfig
 
 METRIC_SECTIONS = ("test", "dev")
 REPORTED_PHASES = ("final", "single")
@@ -76,9 +78,8 @@ def sample(records: list[Any], n: int | None, seed: int = 0) -> list[Any]:
 
 
 # ---- from a record to a run ---------------------------------------------------------------------------------------
-def config_from_record(record: dict[str, Any], out_dir: str, data_dir: str | None = None) -> Any:
+def config_from_record(record: dict[str, Any], out_dir: str, data_dir: str | None = None) -> RunConfig:
     """The ``RunConfig`` that made this record (its run key is the record's run id when nothing else changed)."""
-    from .api import RunConfig
     from .io.record_model import upgrade
     from .run.train import TrainConfig
 
@@ -96,7 +97,7 @@ def config_from_record(record: dict[str, Any], out_dir: str, data_dir: str | Non
         ood=metrics.get("ood") is not None, collapse=bool(metrics.get("collapse")))
 
 
-def preflight(record: dict[str, Any], config: Any, allow_other_env: bool) -> str | None:
+def preflight(record: dict[str, Any], config: RunConfig, allow_other_env: bool) -> str | None:
     """Why this machine cannot make the record's run (one line), or None."""
     from .api import SUITE_VERSION
 
@@ -110,7 +111,7 @@ def preflight(record: dict[str, Any], config: Any, allow_other_env: bool) -> str
             or _data_difference(meta, config) or (None if allow_other_env else environment_difference(meta)))
 
 
-def _task_difference(described: dict[str, Any], config: Any) -> str | None:
+def _task_difference(described: dict[str, Any], config: RunConfig) -> str | None:
     from regbench.benchmarks.taskspec import get_task
 
     try:
@@ -123,14 +124,14 @@ def _task_difference(described: dict[str, Any], config: Any) -> str | None:
     return f"task {task.name} is version {task.version} here, the record's is version {want}"
 
 
-def _model_difference(described: dict[str, Any], config: Any) -> str | None:
+def _model_difference(described: dict[str, Any], config: RunConfig) -> str | None:
     from .run.model import load_pretrained
 
     here, want = load_pretrained(config.model).checksum, described["model"].get("checksum")
     return None if here == want else f"model {config.model} checksum {here[:12]} here, the record's is {str(want)[:12]}"
 
 
-def _data_difference(meta: dict[str, Any], config: Any) -> str | None:
+def _data_difference(meta: dict[str, Any], config: RunConfig) -> str | None:
     """The record's data-file hashes (by file name: another machine mounts the mirror elsewhere) against ours."""
     from regbench.benchmarks.taskspec import get_task
 
@@ -271,7 +272,7 @@ def add_parsers(sub: Any) -> None:
     rep.add_argument("--sample", type=int, help="re-run a fixed random subset of this many records")
     rep.add_argument("--allow-other-env", action="store_true",
                      help="run even where package versions or the lock file differ from the record's")
-    rep.add_argument("--data-dir", help="Parquet mirror directory (default: $REGBENCH_DATA_DIR or ../shared/data)")
+    add_options(rep, RunConfig, ["data_dir"])  # the same option as `regbench run`'s
     cmp = sub.add_parser("compare", help="compare the final runs of two result directories, run key by run key")
     cmp.add_argument("reference", help="results directory (or its records/) holding the published runs")
     cmp.add_argument("candidate", help="results directory (or its records/) of the runs to check")

@@ -32,6 +32,7 @@ from regbench.benchmarks.taskspec import TaskSpec, get_task
 
 from ..core.errors import DataError
 from ..run import batching
+from ..run.config import RunConfig
 from ..run.model import Pretrained, TaskModel
 from ..run.train import autocast_factory
 from .collapse import PretrainedReference, TransferSet, collapse_metrics, pretrained_reference
@@ -44,11 +45,11 @@ TRANSFER_K = 16
 TRANSFER_TEST_EXAMPLES = 500
 
 
-def _cap(limit: int, config: Any) -> int:
+def _cap(limit: int, config: RunConfig) -> int:
     return min(limit, config.max_test_examples) if config.max_test_examples else limit
 
 
-def post_train_metrics(model: TaskModel, task: TaskSpec, pretrained: Pretrained, config: Any,
+def post_train_metrics(model: TaskModel, task: TaskSpec, pretrained: Pretrained, config: RunConfig,
                        data: dict[str, Any], trained: bool = True) -> dict[str, Any]:
     """``{"ood": {set: metrics} | None, "collapse": {"metrics": ..., "settings": ...} | None}`` for one run."""
     if not config.evaluate_test or not trained:
@@ -65,7 +66,7 @@ def post_train_metrics(model: TaskModel, task: TaskSpec, pretrained: Pretrained,
     return out
 
 
-def _batches(features: list[dict[str, Any]], config: Any, pad_id: int, device: Any) -> list[dict[str, Any]]:
+def _batches(features: list[dict[str, Any]], config: RunConfig, pad_id: int, device: Any) -> list[dict[str, Any]]:
     order = batching.eval_order([len(f["input_ids"]) for f in features], config.train.eval_batch_size)
     return list(batching.iterate(features, order, pad_id, device))
 
@@ -81,7 +82,7 @@ class _TaskProbe:
 _TASK_PROBES: dict[tuple[Any, ...], _TaskProbe] = {}
 
 
-def _task_probe(task: TaskSpec, pretrained: Pretrained, pooling: str, config: Any, device: Any) -> _TaskProbe:
+def _task_probe(task: TaskSpec, pretrained: Pretrained, pooling: str, config: RunConfig, device: Any) -> _TaskProbe:
     """The run-independent half of a task's collapse metrics, computed once per process (see the module docstring)."""
     key = (pretrained.name, pretrained.checksum, task.name, task.version, pooling, str(device), config.max_length,
            config.max_test_examples, config.train.eval_batch_size, str(config.data_dir))
@@ -100,7 +101,8 @@ def _task_probe(task: TaskSpec, pretrained: Pretrained, pooling: str, config: An
     return _TASK_PROBES[key]
 
 
-def _collapse(model: TaskModel, task: TaskSpec, pretrained: Pretrained, config: Any, device: Any) -> dict[str, Any]:
+def _collapse(model: TaskModel, task: TaskSpec, pretrained: Pretrained, config: RunConfig,
+              device: Any) -> dict[str, Any]:
     cached = _task_probe(task, pretrained, model.pooling, config, device)
     transfer = cached.transfer
     metrics = collapse_metrics(model, cached.reference, cached.probe_batches, transfer)
@@ -113,7 +115,7 @@ def _collapse(model: TaskModel, task: TaskSpec, pretrained: Pretrained, config: 
     return {"metrics": metrics, "settings": settings}
 
 
-def _transfer_set(task: TaskSpec, config: Any, tokenizer: Any, pad_id: int, device: Any) -> TransferSet:
+def _transfer_set(task: TaskSpec, config: RunConfig, tokenizer: Any, pad_id: int, device: Any) -> TransferSet:
     """The other task's few-shot training split and its (capped) test split, as batches on the model's device."""
     name = next(t for t in TRANSFER_TASKS if t != task.name)
     other = get_task(name)
