@@ -17,9 +17,9 @@ import importlib
 from typing import Any
 
 _RUNNER_NAMES = frozenset({
-    "run_grid", "run_cell", "GridContext", "OVERWRITE_MODES", "pruning_report", "compute_seconds", "protocol",
-    "template", "plan_cells", "cell_key", "block_key", "Cell", "output_dir", "experiment_name", "with_params",
-    "open_storage", "api",
+    "run_grid", "run_cell", "GridContext", "GridOptions", "OVERWRITE_MODES", "pruning_report", "compute_seconds",
+    "protocol", "template", "plan_cells", "cell_key", "block_key", "Cell", "output_dir", "experiment_name",
+    "with_params", "open_storage", "api",
 })
 
 

@@ -13,6 +13,7 @@ traceback per worker.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import multiprocessing
@@ -35,15 +36,15 @@ from ..core.errors import Fault, Interrupted, RegbenchError, check_dir, describe
 from ..io import tracking
 from .liveness import heartbeat_seconds
 from .profiles import Profile, load_profile
-from .runner import output_dir, run_grid
+from .runner import GridOptions, output_dir, run_grid
 from .storage import open_storage, resolve
 
 
-def run_parallel(profile: Profile, out: str | None = None, *, workers: int = 1, overwrite: str = "only-missing",
-                 tracking_uri: str | None = None, data_dir: str | None = None, track: bool = True,
-                 storage: str | None = None) -> str:
-    """Run the grid with ``workers`` processes; return the per-cell summary as text. ``storage``: the Optuna
-    storage (harness.grid.storage) — with a database, the same command on several machines shares one grid."""
+def run_parallel(profile: Profile, out: str | None = None, *, workers: int = 1, **settings: Any) -> str:
+    """Run the grid with ``workers`` processes; return the per-cell summary as text. ``settings``: GridOptions'
+    fields (with a database ``storage``, the same command on several machines shares one grid)."""
+    options = GridOptions(**settings)
+    tracking_uri, track, storage = options.tracking_uri, options.track, options.storage
     if workers < 1:
         raise RegbenchError(f"--workers must be ≥ 1, got {workers}")
     out_dir = check_dir(output_dir(profile, out), "--out")
@@ -53,23 +54,22 @@ def run_parallel(profile: Profile, out: str | None = None, *, workers: int = 1, 
     with BenchLock(out_dir, cluster=_cluster_mode(out_dir, storage, tracking_uri, track)):
         open_storage(out_dir, storage)  # a bad --storage is one error line before any run; a database gets its tables
         if workers == 1:
-            run_grid(profile, out_dir, overwrite=overwrite, tracking_uri=tracking_uri, data_dir=data_dir, track=track,
-                     storage=storage)
+            run_grid(profile, out_dir, options)
             return summary_text(out_dir)
         with _tracking_server(out_dir, tracking_uri, track) as uri:
-            _run_workers(profile, out_dir, uri, overwrite, data_dir, track, storage, workers)
+            _run_workers(profile, out_dir, dataclasses.replace(options, tracking_uri=uri), workers)
     return summary_text(out_dir)
 
 
-def _run_workers(profile: Profile, out_dir: Path, uri: str | None, overwrite: str, data_dir: str | None,
-                 track: bool, storage: str | None, workers: int) -> None:
+def _run_workers(profile: Profile, out_dir: Path, options: GridOptions, workers: int) -> None:
     """Start the workers and wait; on an error or an interruption here, stop them before reporting it (a worker
     stopped between two records loses nothing: records are atomic, claims and trials of the dead are taken over)."""
     context = multiprocessing.get_context("spawn")
     errors = context.SimpleQueue()  # each failed worker's one line: the parent reports it, once
     started = time.time()  # one start for all workers: what `--overwrite always` re-runs (harness.grid)
-    procs = [context.Process(target=_worker, args=(profile.path, str(out_dir), uri, overwrite, data_dir, track, i,
-                                                   started, storage, errors))
+    procs = [context.Process(target=_worker, args=(profile.path, str(out_dir),
+                                                   dataclasses.replace(options, worker_index=i, started=started),
+                                                   errors))
              for i in range(workers)]
     try:
         with _workers_deaf_to_ctrl_c():
@@ -108,12 +108,10 @@ def _workers_deaf_to_ctrl_c():
         signal.signal(signal.SIGINT, previous)
 
 
-def _worker(profile_path: str, out: str, uri: str | None, overwrite: str, data_dir: str | None, track: bool,
-            index: int, started: float, storage: str | None, errors: Any = None) -> None:
+def _worker(profile_path: str, out: str, options: GridOptions, errors: Any = None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        run_grid(load_profile(profile_path), out, overwrite=overwrite, tracking_uri=uri, data_dir=data_dir,
-                 track=track, worker_index=index, started=started, storage=storage)
+        run_grid(load_profile(profile_path), out, options)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent says it once
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the parent's SIGTERM may follow: we are on our way out
         sys.exit(130)

@@ -73,14 +73,30 @@ class GridContext:
     done_after: float = 0.0  # records older than this (a time.time()) are not done: the start of an `always` grid
 
 
-def run_grid(profile: Profile, out_dir: str | Path | None = None, *, overwrite: str = "only-missing",
-             tracking_uri: str | None = None, data_dir: str | None = None, track: bool = True,
-             progress: bool = True, worker_index: int = 0, started: float | None = None,
-             storage: str | None = None) -> dict[str, Any]:
-    """Run (or resume) every applicable cell of the profile in this process. ``started`` (a ``time.time()``, default
-    now) is when the grid began: the workers of one grid share it, so under ``--overwrite always`` a seed one of
-    them re-ran is done for the others, and records older than it are re-run. ``storage``: where the Optuna studies
-    live (harness.grid.storage; default ``<out>/optuna.journal``)."""
+@dataclass(frozen=True)
+class GridOptions:
+    """How one process runs a grid (``regbench bench``'s options, and what its parent tells a worker). Frozen and
+    plain, so a spawned worker receives it whole."""
+
+    overwrite: str = "only-missing"
+    tracking_uri: str | None = None
+    data_dir: str | None = None
+    track: bool = True
+    storage: str | None = None  # where the Optuna studies live (harness.grid.storage; default <out>/optuna.journal)
+    progress: bool = True
+    worker_index: int = 0
+    # when the grid began (a time.time(); default now): the workers of one grid share it, so under `--overwrite
+    # always` a seed one of them re-ran is done for the others, and records older than it are re-run
+    started: float | None = None
+
+
+def run_grid(profile: Profile, out_dir: str | Path | None = None, options: GridOptions | None = None,
+             **settings: Any) -> dict[str, Any]:
+    """Run (or resume) every applicable cell of the profile in this process, with ``options`` (or GridOptions
+    built from ``settings``: ``run_grid(profile, out, track=False)``)."""
+    options = options or GridOptions(**settings)
+    overwrite, data_dir, track, storage = options.overwrite, options.data_dir, options.track, options.storage
+    worker_index, started, tracking_uri = options.worker_index, options.started, options.tracking_uri
     if overwrite not in OVERWRITE_MODES:
         raise ConfigError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got {overwrite!r}")
     out = output_dir(profile, out_dir)
@@ -95,7 +111,8 @@ def run_grid(profile: Profile, out_dir: str | Path | None = None, *, overwrite: 
     ctx = GridContext(profile, out, uri, studies, overwrite, data_dir, track, _sampler_tag(studies, worker_index),
                       done_after)
     total = len(cells) * (profile.trials + len(profile.seeds))
-    bar = tqdm(total=total, desc=f"{profile.name} runs", unit="run", position=worker_index, disable=not progress)
+    bar = tqdm(total=total, desc=f"{profile.name} runs", unit="run", position=worker_index,
+               disable=not options.progress)
     summaries = []
     start = time.perf_counter()
     try:
