@@ -79,6 +79,15 @@ def test_version_1_and_version_2_records_load_the_same_values(tmp_path: Path) ->
     pd.testing.assert_frame_equal(runs_v2, runs_v1)
 
 
+@pytest.mark.parametrize("top, written", [(2, 1), (1, 2)])
+def test_a_record_stating_two_versions_is_refused(top: int, written: int) -> None:
+    record = make_record("sst2", "std", 1, 0.7)
+    record["schema_version"], record["meta_info"]["schema_version"] = top, written
+    message = f"schema_version {top} but meta_info.schema_version {written}"
+    with pytest.raises(RegbenchError, match=re.escape(message)):
+        records.validate_record(record)
+
+
 def test_build_record_returns_exactly_what_it_was_given() -> None:
     record = make_record("sst2", "std", 1, 0.7, collapse=COLLAPSE)
     assert record["metrics"]["collapse"] == {"metrics": COLLAPSE, "settings": {}}

@@ -44,6 +44,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -205,7 +206,9 @@ class RunRecord(_Closed):
 
     @model_validator(mode="before")
     @classmethod
-    def _upgrade(cls, data: Any) -> Any:
+    def _upgrade(cls, data: Any, info: ValidationInfo) -> Any:
+        if not (info.context or {}).get("upgraded"):  # parse_record checked the file as it was, then upgraded it
+            _check_versions_agree(data)
         return upgrade(data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -229,14 +232,29 @@ def upgrade(data: Any) -> Any:
     return out
 
 
+def _check_versions_agree(data: Any) -> None:
+    """A record is written with one version and states it twice (top level, ``meta_info``); the top level changes
+    only when :func:`upgrade` reads a version-1 file. Two versions in one file mean it was edited or pieced together
+    from two records: its layout cannot be trusted to be the one the version says."""
+    meta = data.get("meta_info") if isinstance(data, Mapping) else None
+    top, written = data.get("schema_version") if meta is not None else None, (meta or {}).get("schema_version")
+    if top in (1, 2) and written in (1, 2) and type(top) is type(written) is int and top != written:
+        raise ValueError(f"schema_version {top} but meta_info.schema_version {written}: a record states the version "
+                         "it was written with in both places")
+
+
 def parse_record(data: Any) -> RunRecord:
     """Validate (and upgrade) a record; anything wrong is a one-line :class:`RegbenchError` naming the first bad field
     and what it must be."""
     if not isinstance(data, Mapping):
         raise RegbenchError(f"record must be a JSON object, got {type(data).__name__}")
+    try:
+        _check_versions_agree(data)
+    except ValueError as err:
+        raise RegbenchError(f"record is invalid: {err}") from None
     upgraded = upgrade(data)
     try:
-        return RunRecord.model_validate(upgraded)
+        return RunRecord.model_validate(upgraded, context={"upgraded": True})
     except ValidationError as err:
         raise RegbenchError(_message(err.errors()[0], upgraded)) from None
 
