@@ -44,7 +44,6 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationError,
-    ValidationInfo,
     model_validator,
 )
 
@@ -206,9 +205,8 @@ class RunRecord(_Closed):
 
     @model_validator(mode="before")
     @classmethod
-    def _upgrade(cls, data: Any, info: ValidationInfo) -> Any:
-        if not (info.context or {}).get("upgraded"):  # parse_record checked the file as it was, then upgraded it
-            _check_versions_agree(data)
+    def _upgrade(cls, data: Any) -> Any:
+        _check_versions_agree(data)
         return upgrade(data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,11 +231,10 @@ def upgrade(data: Any) -> Any:
 
 
 def _check_versions_agree(data: Any) -> None:
-    """A record is written with one version and states it twice (top level, ``meta_info``); the top level changes
-    only when :func:`upgrade` reads a version-1 file. Two versions in one file mean it was edited or pieced together
-    from two records: its layout cannot be trusted to be the one the version says."""
+    """A record states the version it was written with twice (top level, ``meta_info``); two versions in one file
+    mean it was edited or pieced together, and its layout cannot be trusted to be the one either version says."""
     meta = data.get("meta_info") if isinstance(data, Mapping) else None
-    top, written = data.get("schema_version") if meta is not None else None, (meta or {}).get("schema_version")
+    top, written = (data.get("schema_version"), meta.get("schema_version")) if isinstance(meta, Mapping) else (0, 0)
     if top in (1, 2) and written in (1, 2) and type(top) is type(written) is int and top != written:
         raise ValueError(f"schema_version {top} but meta_info.schema_version {written}: a record states the version "
                          "it was written with in both places")
@@ -249,14 +246,9 @@ def parse_record(data: Any) -> RunRecord:
     if not isinstance(data, Mapping):
         raise RegbenchError(f"record must be a JSON object, got {type(data).__name__}")
     try:
-        _check_versions_agree(data)
-    except ValueError as err:
-        raise RegbenchError(f"record is invalid: {err}") from None
-    upgraded = upgrade(data)
-    try:
-        return RunRecord.model_validate(upgraded, context={"upgraded": True})
-    except ValidationError as err:
-        raise RegbenchError(_message(err.errors()[0], upgraded)) from None
+        return RunRecord.model_validate(data)
+    except ValidationError as err:  # named where the version-2 layout has it
+        raise RegbenchError(_message(err.errors()[0], upgrade(data))) from None
 
 
 def _message(error: Mapping[str, Any], data: Mapping[str, Any]) -> str:
