@@ -105,7 +105,8 @@ def parse_task(data: dict[str, Any], path: str = "<memory>") -> TaskSpec:
     primary = tuple(_as_list(data["primary"]))
     for key in primary:
         if key not in outputs:
-            raise ConfigError(f"{where}: primary {key!r} is not an output of its metrics (outputs: {', '.join(sorted(outputs))})")
+            known_outputs = ", ".join(sorted(outputs))
+            raise ConfigError(f"{where}: primary {key!r} is not an output of its metrics (outputs: {known_outputs})")
     known = {f for f in TaskSpec.__dataclass_fields__}
     extra = {k: v for k, v in data.items() if k not in known}
     label_names = tuple(data.get("label_names") or ())
@@ -234,7 +235,9 @@ def _check_splits(data: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: splits must map at least 'train' and 'test' to split names of the source")
     for key, entry in splits.items():
         if isinstance(entry, dict) and "split" not in entry:
-            raise ConfigError(f"{where}: split {key!r} is a mapping without 'split' (give split, and mirror and/or hub)")
+            raise ConfigError(
+                f"{where}: split {key!r} is a mapping without 'split' (give split, and mirror and/or hub)"
+            )
         if not isinstance(entry, dict | str):
             raise ConfigError(f"{where}: split {key!r} must be a split name or a mapping {{split, mirror, hub}}")
     if not isinstance(data["source"], dict) or not ({"mirror", "hub"} & set(data["source"])):

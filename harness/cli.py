@@ -78,7 +78,9 @@ def add_tasks_dir(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="regbench", description="Benchmark regularizers for fine-tuning pretrained language models.")
+    parser = argparse.ArgumentParser(
+        prog="regbench", description="Benchmark regularizers for fine-tuning pretrained language models."
+    )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (any position)")
     parser.add_argument("--version", action="version", version=f"regbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -107,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_grid(sub: Any) -> None:
     plan = sub.add_parser("plan", help="print a profile's cells, run counts and estimated cost (runs nothing)")
-    bench = sub.add_parser("bench", help="run (or resume) a profile's grid: tune every cell, re-run the best over seeds")
+    bench = sub.add_parser(
+        "bench", help="run (or resume) a profile's grid: tune every cell, re-run the best over seeds"
+    )
     status = sub.add_parser("status", help="how far a profile's grid has got, per cell (reads; runs nothing)")
     for p in (plan, bench, status):
         p.add_argument("--profile", required=True, help="profile name (see 'regbench ls profiles') or a YAML path")
@@ -125,8 +129,8 @@ def _add_grid(sub: Any) -> None:
                                               "when --workers > 1)")
     bench.add_argument("--no-track", action="store_true", help="records only, no MLflow runs")
     bench.add_argument("--storage", help="Optuna storage: a database URL for workers on several machines "
-                                         "(postgresql://user@host/db) or a journal file (default: $REGBENCH_OPTUNA_STORAGE, "
-                                         "else <out>/optuna.journal)")
+                                         "(postgresql://user@host/db) or a journal file "
+                                         "(default: $REGBENCH_OPTUNA_STORAGE, else <out>/optuna.journal)")
     bench.set_defaults(handler=_cmd_bench)
     status.add_argument("--out", help="the grid's output directory (default results/<profile>)")
     status.add_argument("--storage", help="the grid's Optuna storage, as given to bench (default: "
@@ -235,7 +239,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _print_summary(record: dict[str, Any]) -> None:
     info, train_info = record["run_info"], record["train_info"]
-    print(f"{info['task']} / {info['method']} / seed {info['seed']}: status {info['status']}, best epoch {train_info['best_epoch']}")
+    print(f"{info['task']} / {info['method']} / seed {info['seed']}: status {info['status']}, "
+          f"best epoch {train_info['best_epoch']}")
     for split in ("dev", "test"):
         values = record["metrics"].get(split) or {}
         print(f"  {split:4s} " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(values.items())))

@@ -7,8 +7,8 @@ available as ``evaluate`` metrics (``load_metric``, see ``evaluate_module.py``) 
 Why plain functions on the scoring path rather than ``evaluate.Metric`` objects: importing ``evaluate`` imports
 transformers' pipelines, and every ``compute`` builds an Arrow table; neither changes a value (inputs are cast
 to the dtypes the replaced ``evaluate`` modules gave their back-ends, see ``_cast``), and both cost start-up and
-evaluation time (results/perf/startup.md). The back-ends are imported inside the functions for the same reason: ``taskspec``
-reads this table for ``regbench ls tasks``, which must not load scikit-learn.
+evaluation time (results/perf/startup.md). The back-ends are imported inside the functions for the same reason:
+``taskspec`` reads this table for ``regbench ls tasks``, which must not load scikit-learn.
 """
 
 from __future__ import annotations
@@ -111,7 +111,9 @@ def seqeval(predictions: list[list[str]], references: list[list[str]]) -> dict[s
         precision_recall_fscore_support,
     )
 
-    precision, recall, f1_, _ = precision_recall_fscore_support(references, predictions, average="micro", zero_division=0)
+    precision, recall, f1_, _ = precision_recall_fscore_support(
+        references, predictions, average="micro", zero_division=0
+    )
     scores = {"precision": float(precision), "recall": float(recall), "f1": float(f1_),
               "accuracy": float(accuracy_score(references, predictions))}
     # seqeval orders its per-type scores by sorted type name over both sides.

@@ -46,7 +46,9 @@ def score(task: Any, predictions: Sequence[Any], references: Sequence[Any]) -> d
 
 
 @torch.inference_mode()
-def predict(model: TaskModel, batches: Iterable[dict[str, torch.Tensor]], autocast: Any) -> tuple[list[int], list[Any], list[Any]]:
+def predict(
+    model: TaskModel, batches: Iterable[dict[str, torch.Tensor]], autocast: Any
+) -> tuple[list[int], list[Any], list[Any]]:
     """Run the model over batches; returns (ids, predictions, references) in batch order."""
     was_training = model.training
     model.eval()
@@ -74,7 +76,9 @@ def predict(model: TaskModel, batches: Iterable[dict[str, torch.Tensor]], autoca
     return ids, preds, refs
 
 
-def evaluate_model(model: TaskModel, task: Any, batches: Iterable[dict[str, torch.Tensor]], autocast: Any) -> EvalResult:
+def evaluate_model(
+    model: TaskModel, task: Any, batches: Iterable[dict[str, torch.Tensor]], autocast: Any
+) -> EvalResult:
     ids, preds, refs = predict(model, batches, autocast)
     order = sorted(range(len(ids)), key=ids.__getitem__)  # batches may be length-sorted: restore split order
     ids, preds, refs = ([seq[i] for i in order] for seq in (ids, preds, refs))
