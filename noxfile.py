@@ -198,8 +198,8 @@ def typecheck(session: nox.Session) -> None:
     """mypy over the code folders ([tool.mypy] in pyproject.toml), against the shared environment's packages (torch,
     transformers, optuna, …). The installed regbench maps the folders with an import hook that mypy cannot follow,
     so they are linked under .nox/typecheck-src/regbench/ and checked as ``regbench.*``. Arguments replace the
-    packages (``nox -s typecheck -- -p regbench.harness``). Not clean yet, so not in CI (issue 19): most errors left
-    are methods reading ``self.config`` typed as the base ``MethodConfig``."""
+    packages (``nox -s typecheck -- -p regbench.harness``). Clean, and run in CI (.ci/run): a method names its config
+    type as ``Method[ItsConfig]`` so that ``self.config``'s fields are checked."""
     session.install("mypy==2.4.1")
     bin_dir = shared_env(session)
     src = ROOT / ".nox" / "typecheck-src"

@@ -124,7 +124,7 @@ def top_fraction_masks(scores: dict[str, torch.Tensor], p: float) -> dict[str, t
     return {name: part.view_as(scores[name]) for name, part in zip(scores, parts, strict=True)}
 
 
-class _ChildTuning(Method):
+class _ChildTuning(Method[ChildTuningConfig]):
     config_class = ChildTuningConfig
 
     def __init__(self, config: ChildTuningConfig | None = None) -> None:
@@ -146,6 +146,7 @@ class ChildTuningD(_ChildTuning):
     name = "childtuning-d"
     summary = "Xu et al. 2021: update only the top-p Fisher entries of the encoder layers (one Fisher pass)"
     config_class = ChildTuningDConfig
+    config: ChildTuningDConfig
 
     def __init__(self, config: ChildTuningDConfig | None = None) -> None:
         super().__init__(config)
@@ -186,7 +187,7 @@ class ChildTuningF(_ChildTuning):
     def after_backward(self, model: TaskModel) -> None:
         threshold = keep_threshold(self.config.p)
         for param in self.params.values():
-            if param.grad is not None:
+            if param.grad is not None and self.generator is not None:
                 keep = random_bytes(param.grad.numel(), self.generator).view_as(param.grad) < threshold
                 param.grad.mul_(keep).mul_(256 / threshold)
 

@@ -70,7 +70,7 @@ class L2SPConfig(MethodConfig):
 
 
 @register_method
-class L2SP(Method):
+class L2SP(Method[L2SPConfig]):
     name = "l2-sp"
     summary = "Li et al. 2018: (α/2)·‖w − w0‖² toward the pretrained encoder instead of decay toward zero"
     config_class = L2SPConfig
@@ -150,6 +150,6 @@ class _SeenRows:
         return self.diff
 
     def add_gradient(self, alpha: float) -> None:
-        if self.weight.grad is not None and self.rows is not None:
+        if self.weight.grad is not None and self.rows is not None and self.diff is not None:
             self.weight.grad.index_add_(0, self.rows, self.diff, alpha=alpha)
         self.rows = self.diff = None

@@ -24,7 +24,7 @@ Design choices (METHODS.md gives only ξ ∈ [0.7, 1.0]):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from optuna.distributions import FloatDistribution
 from torch import nn
@@ -47,7 +47,8 @@ def transformer_layers(model: TaskModel) -> nn.ModuleList:
 def layer_depths(model: TaskModel) -> dict[int, int]:
     """Depth from the top per parameter id: head/pooler/other 0, layer i → L − i, embeddings L + 1."""
     layers = transformer_layers(model)
-    depth = {id(p): len(layers) + 1 for p in model.encoder.embeddings.parameters()}
+    embeddings = cast(nn.Module, model.encoder.embeddings)
+    depth = {id(p): len(layers) + 1 for p in embeddings.parameters()}
     for i, layer in enumerate(layers):
         depth.update({id(p): len(layers) - i for p in layer.parameters()})
     return {id(p): depth.get(id(p), 0) for p in model.parameters()}
@@ -63,7 +64,7 @@ class LLRDConfig(MethodConfig):
 
 
 @register_method
-class LLRD(Method):
+class LLRD(Method[LLRDConfig]):
     name = "llrd"
     summary = "layer-wise LR decay (Zhang et al. 2021): head η, top layer η·ξ, ..., embeddings η·ξ^(L+1)"
     config_class = LLRDConfig

@@ -67,7 +67,7 @@ class LPFTConfig(MethodConfig):
 
 
 @register_method
-class LPFT(Method):
+class LPFT(Method[LPFTConfig]):
     name = "lp-ft"
     summary = "Kumar et al. 2022: train the head with the encoder frozen, then fine-tune everything from it"
     config_class = LPFTConfig
@@ -105,7 +105,7 @@ class LPFT(Method):
                 param.requires_grad_(False)
 
     def after_backward(self, model: TaskModel) -> None:
-        if self.step >= self.probe_steps:
+        if self.step >= self.probe_steps or self.head_optimizer is None or self.head_schedule is None:
             return
         head = [p for p in model.head.parameters() if p.grad is not None]
         if self.config.lp_max_grad_norm > 0:
@@ -123,7 +123,7 @@ class LPFT(Method):
             # Runs after the loop's scheduler step, so this LR is the one the next (stage-2) step uses.
             factor = linear_schedule_factor(self.step - self.probe_steps, self.tune_steps,
                                     _warmup(self.config.stage_warmup_ratio, self.tune_steps))
-            for group in self.ctx.optimizer.param_groups:
+            for group in self.main_optimizer().param_groups:
                 group["lr"] = group["initial_lr"] * factor
 
     def finalize(self, model: TaskModel) -> None:

@@ -55,6 +55,8 @@ class MixLinear(nn.Linear):
     """A Linear whose weight is mixed with ``target`` over input units in training (see the module docstring)."""
 
     target: torch.Tensor
+    p: float
+    generator: torch.Generator
 
     @classmethod
     def wrap(cls, linear: nn.Linear, p: float, generator: torch.Generator) -> MixLinear:
@@ -137,7 +139,7 @@ class MixoutConfig(MethodConfig):
 
 
 @register_method
-class Mixout(Method):
+class Mixout(Method[MixoutConfig]):
     name = "mixout"
     summary = "Lee et al. 2020: mix each Linear's weight with its pretrained target over input units, dropout off"
     config_class = MixoutConfig

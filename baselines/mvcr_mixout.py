@@ -43,6 +43,7 @@ class MVCRMixout(MVCR):
     name = "mvcr+mixout"
     summary = "MVCR with Mixout 0.1 and dropout 0 (the MVCR reference script's default)"
     config_class = MVCRMixoutConfig
+    config: MVCRMixoutConfig
 
     def __init__(self, config: MVCRMixoutConfig | None = None) -> None:
         super().__init__(config)

@@ -67,7 +67,7 @@ def perturb_(param: torch.Tensor, noise_lambda: float, generator: torch.Generato
 
 
 @register_method
-class NoisyTune(Method):
+class NoisyTune(Method[NoisyTuneConfig]):
     name = "noisytune"
     summary = "Wu et al. 2022: add U(−λ/2, λ/2)·std(W) to each pretrained parameter tensor before training"
     config_class = NoisyTuneConfig

@@ -98,7 +98,7 @@ class R3FConfig(MethodConfig):
 
 
 @register_method
-class R3F(Method):
+class R3F(Method[R3FConfig]):
     name = "r3f"
     relative_step_cost = 1.9  # a second forward/backward per step; the measured ratio: results/perf/methods.md
     summary = "Aghajanyan et al. 2021: symmetric KL between clean and token-embedding-noised outputs"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 from optuna.distributions import IntDistribution
@@ -29,6 +30,9 @@ from regbench.baselines.llrd import transformer_layers
 from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import Method, MethodConfig, TrainContext, hparam, register_method
 from regbench.harness.run.model import TaskModel
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 __all__ = ["ReInit", "ReInitConfig", "reinitialise_"]
 
@@ -54,16 +58,16 @@ def reinitialise_(encoder: nn.Module, modules: list[nn.Module], seed: int) -> No
         torch.manual_seed(seed)
         for fresh in copies:
             for param in fresh.parameters():
-                param._is_hf_initialized = False  # HF's init functions skip tensors flagged as loaded
+                param._is_hf_initialized = False  # type: ignore[attr-defined]  # HF init skips tensors flagged as loaded
             for sub in fresh.modules():
-                encoder._init_weights(sub)
+                cast(PreTrainedModel, encoder)._init_weights(sub)
     for module, fresh in zip(modules, copies, strict=True):
         for target, value in zip(module.parameters(), fresh.parameters(), strict=True):
             target.copy_(value)
 
 
 @register_method
-class ReInit(Method):
+class ReInit(Method[ReInitConfig]):
     name = "reinit"
     summary = "Zhang et al. 2021: re-initialise the top L Transformer layers and the pooler before fine-tuning"
     config_class = ReInitConfig

@@ -65,7 +65,7 @@ class SmartConfig(MethodConfig):
 
 
 @register_method
-class Smart(Method):
+class Smart(Method[SmartConfig]):
     name = "smart"
     relative_step_cost = 2.6  # three passes per step; the measured ratio: results/perf/methods.md
     summary = "Jiang et al. 2020: one L∞-normalised ascent step on embedding noise, symmetric-KL smoothness loss"
@@ -112,7 +112,8 @@ class Smart(Method):
             return
         # θ̃ ← β θ̃ + (1 − β) θ (the SMART paper's momentum Bregman proximal point).
         with torch.no_grad():
-            teacher, student = list(self.teacher.parameters()), list(model.parameters())
+            teacher: list[torch.Tensor] = list(self.teacher.parameters())
+            student: list[torch.Tensor] = list(model.parameters())
             torch._foreach_mul_(teacher, self.config.bregman_momentum)
             torch._foreach_add_(teacher, student, alpha=1.0 - self.config.bregman_momentum)
 

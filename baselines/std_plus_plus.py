@@ -21,7 +21,7 @@ class StdPlusPlusConfig(MethodConfig):
 
 
 @register_method
-class StdPlusPlus(Method):
+class StdPlusPlus(Method[StdPlusPlusConfig]):
     name = "std++"
     summary = "Mosbach et al. 2021: small learning rate, 2x the epochs, bias-corrected AdamW"
     config_class = StdPlusPlusConfig

@@ -161,7 +161,8 @@ def content_key(feature: dict[str, Any]) -> tuple[Any, ...]:
 def _tokenize_fn(task: TaskSpec, tokenizer: PreTrainedTokenizerBase, max_length: int):
     def tokenize(batch: dict[str, list[Any]], indices: list[int]) -> dict[str, list[Any]]:
         if task.is_token_task:
-            enc = tokenizer(batch[task.tokens_column], is_split_into_words=True, truncation=True, max_length=max_length)
+            words = batch[task.input_columns()[0]]  # the tokens column (taskspec requires one for token tasks)
+            enc = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
             enc["labels"] = [_align_labels(enc.word_ids(i), tags) for i, tags in enumerate(batch[task.label_column])]
         elif task.is_multiple_choice:
             enc = _tokenize_choices(task, batch, tokenizer, max_length)

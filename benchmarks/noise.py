@@ -147,7 +147,9 @@ def _entity_types(task: TaskSpec) -> list[str]:
 
 def _spans(tags: Sequence[int], names: Sequence[str]) -> list[tuple[int, int, str]]:
     """(start, end, type) of each entity in a label row; positions with -100 (sub-tokens, specials) are skipped."""
-    spans, start, kind, last = [], None, None, None
+    spans: list[tuple[int, int, str]] = []
+    start: int | None = None
+    kind, last = "", -1
     for pos, tag in enumerate(tags):
         if tag == -100:
             continue
@@ -155,7 +157,7 @@ def _spans(tags: Sequence[int], names: Sequence[str]) -> list[tuple[int, int, st
         inside = name.startswith("I-") and kind == name[2:]
         if start is not None and not inside:
             spans.append((start, last + 1, kind))
-            start = kind = None
+            start, kind = None, ""
         if name.startswith("B-") or (name.startswith("I-") and not inside):
             start, kind = pos, name[2:]
         last = pos

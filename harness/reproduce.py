@@ -24,7 +24,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from .core.errors import ConfigError, RegbenchError
 from .core.options import add_options
@@ -179,7 +179,7 @@ def metric_deltas(old: dict[str, Any], new: dict[str, Any]) -> dict[str, float]:
     return deltas
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from optuna.distributions import IntDistribution
@@ -110,13 +111,13 @@ def warmup_epochs(base_epochs: int, fraction: float, minimum: int) -> int:
 
 
 @register_method
-class MVCR(Method):
+class MVCR(Method[MVCRConfig]):
     name = "mvcr"
     relative_step_cost = 1.3  # HAE forward/backward + their own gradient pass; measured: results/perf/methods.md
     summary = "Liu et al. 2022: random hierarchical autoencoders in chosen layers, plugged out for inference"
     config_class = MVCRConfig
 
-    def __init__(self, config: MethodConfig | None = None) -> None:
+    def __init__(self, config: MVCRConfig | None = None) -> None:
         super().__init__(config)
         self.ae_optimizer: torch.optim.Optimizer | None = None
         self.plugs: list[AEPlug] = []
@@ -163,12 +164,13 @@ class MVCR(Method):
 
     def _plug(self, output: nn.Module, seed: int, layer: int, generator: torch.Generator) -> AEPlug:
         cfg = self.config
-        hidden = output.dense.out_features
+        dense, dropout = cast(nn.Linear, output.dense), cast(nn.Dropout, output.dropout)  # _ffn_outputs checked
+        hidden = dense.out_features
         widths = scaled_widths(_ints(cfg.hae_widths), hidden, cfg.reference_hidden)
         with torch.random.fork_rng(devices=[]):  # nn.Linear's default init, without moving the caller's CPU stream
             torch.default_generator.manual_seed((seed ^ _SEED_SALT) + layer)
             haes = [HAE(hidden, width, cfg.ae_dropout) for width in widths]
-        plug = AEPlug(output.dropout, haes, cfg.noise_std, generator).to(output.dense.weight.device)
+        plug = AEPlug(dropout, haes, cfg.noise_std, generator).to(dense.weight.device)
         output.dropout = plug
         return plug
 
@@ -215,9 +217,9 @@ class MVCR(Method):
         if self._main_start and self._step >= self._main_start:
             # After the loop's scheduler step, so this is the LR of the next (phase-2) step: the restarted schedule.
             factor = linear_schedule_factor(self._step - self._main_start, self._main_steps, self._main_warmup)
-            for group in self.ctx.optimizer.param_groups:
+            for group in self.main_optimizer().param_groups:
                 group["lr"] = group["initial_lr"] * factor
-        if not self._grads:
+        if not self._grads or self.ae_optimizer is None:
             return
         for param, grad in self._grads:
             param.grad = grad  # the main optimiser has already stepped and cleared its gradients

@@ -39,7 +39,7 @@ import torch
 from optuna.distributions import FloatDistribution
 from torch import nn
 
-from regbench.harness.run.method import Method, MethodConfig, TrainContext, hparam, register_method
+from regbench.harness.run.method import Method, MethodConfig, TrainContext, decay_groups, hparam, register_method
 from regbench.harness.run.model import TaskModel, TaskOutput
 
 _PHI_SEED_SALT = 0x9E9A  # separates φ's generator from the head's (both start from the run seed)
@@ -75,14 +75,14 @@ class Projection(nn.Module):
 
 
 @register_method
-class RepinaI(Method):
+class RepinaI(Method[RepinaConfig]):
     """REPINA with φ = identity; ``RepinaMLP`` overrides ``build_projection``."""
 
     name = "repina_i"
     summary = "REPINA_I: pull the fine-tuned representation towards the frozen pretrained one (cached targets)"
     config_class = RepinaConfig
 
-    def __init__(self, config: MethodConfig | None = None) -> None:
+    def __init__(self, config: RepinaConfig | None = None) -> None:
         super().__init__(config)
         self.frozen: TaskModel | None = None
         self.phi: nn.Module | None = None
@@ -103,7 +103,7 @@ class RepinaI(Method):
     def param_groups(self, model: TaskModel, lr: float, weight_decay: float) -> list[dict]:
         groups = super().param_groups(model, lr, weight_decay)
         if self.phi is not None:
-            for group in super().param_groups(self.phi, lr, weight_decay):
+            for group in decay_groups(self.phi.named_parameters(), weight_decay):  # as the base does for the model
                 groups.append({**group, "name": f"phi_{group['name']}"})
         return groups
 
@@ -135,14 +135,14 @@ class RepinaI(Method):
     def _targets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """h_0 of the batch's real states, rows in the order ``_real_states`` yields them (float32)."""
         if not self.config.cache_targets:
-            return _real_states(*self._frozen_forward(batch), self.frozen.task_type).float()
+            return _real_states(*self._frozen_forward(batch), self._reference().task_type).float()
         # One host transfer for all keys (a single sync per step on a GPU).
         keys = [tuple(k) for k in torch.stack([batch["idx"], _token_counts(batch["attention_mask"])], 1).tolist()]
         missing = [i for i, key in enumerate(keys) if key not in self.cache]
         if missing:
             self._fill(batch, keys, missing)
         rows = [self.cache[key] for key in keys]
-        if self.frozen.task_type == "token_classification":
+        if self._reference().task_type == "token_classification":
             return torch.cat(rows)
         return torch.stack(rows).reshape(-1, rows[0].shape[-1])
 
@@ -151,15 +151,20 @@ class RepinaI(Method):
         rep, mask = self._frozen_forward(sub)
         for row, i in enumerate(missing):
             states = rep[row]
-            if self.frozen.task_type == "token_classification":
+            if self._reference().task_type == "token_classification":
                 states = states[mask[row].bool()]
             self.cache[keys[i]] = states.float().clone()
+
+    def _reference(self) -> TaskModel:
+        if self.frozen is None:
+            raise RuntimeError(f"{self.name}: the frozen pretrained copy exists from prepare() until finalize()")
+        return self.frozen
 
     @torch.no_grad()
     def _frozen_forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         autocast = (self.ctx.autocast if self.ctx is not None else None) or contextlib.nullcontext
         with autocast():
-            out = self.frozen(**batch)
+            out = self._reference()(**batch)
         return out.representation, out.attention_mask
 
 
@@ -180,6 +185,7 @@ class RepinaMLP(RepinaI):
     name = "repina_mlp"
     summary = "REPINA_MLP: as REPINA_I through a trainable near-identity MLP projection φ, dropped after training"
     config_class = RepinaMLPConfig
+    config: RepinaMLPConfig
 
     def build_projection(self, ctx: TrainContext) -> nn.Module:
         config = ctx.model.encoder.config

@@ -30,6 +30,7 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
@@ -42,6 +43,7 @@ from transformers import (
     TrainingArguments,
 )
 from transformers import logging as hf_logging
+from transformers.trainer_utils import BestRun
 
 from regbench.benchmarks.perf.cell_report import write_replay_report, write_report
 from regbench.benchmarks.perf.replay import (
@@ -69,7 +71,8 @@ PROFILE = {"model": "minilm", "tasks": ["sst2"], "sizes": ["k16"], "noise": [0.0
 
 
 def regbench_cell(out: Path, trials: int = 4, pruner: str | dict = "median", seeds: tuple[int, ...] = (1, 2, 3),
-                  sampler: str = "", configurations: list[dict] = (), size: str = "k16", method: str = "std") -> dict:
+                  sampler: str = "", configurations: Sequence[dict] = (), size: str = "k16",
+                  method: str = "std") -> dict:
     """One cell through the grid; ``sampler`` names the TPE seed stream (the study's worker name).
     ``configurations`` are enqueued first (Optuna's ``enqueue_trial``): the study tries exactly those, in order."""
     name = METHODS.get(method).name  # an alias names the same method
@@ -132,6 +135,7 @@ def trainer_cell(out: Path) -> dict:
     tuned = time.perf_counter() - start
     tests = []
     for seed in (1, 2, 3):
+        assert isinstance(best, BestRun)  # one objective: one best run
         run = Trainer(model_init=model_init, args=args(seed, best.hyperparameters["learning_rate"]),
                       train_dataset=train_ds, eval_dataset=dev_ds, data_collator=collator, compute_metrics=metrics)
         run.train()

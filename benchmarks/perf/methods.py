@@ -30,6 +30,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -91,21 +92,23 @@ def measure(variant: Variant, features: list[dict], device: str, precision: str)
     finalize = method.finalize
 
     def finalize_and_note(model: TaskModel) -> None:  # the cache is released in finalize: read it just before
-        if hasattr(method, "cache_nbytes") and getattr(method, "cache", None):
-            cache["per_1k_mb"] = method.cache_nbytes() / len(method.cache) * 1000 / 2**20
+        held = getattr(method, "cache", None)
+        if hasattr(method, "cache_nbytes") and held:
+            cache["per_1k_mb"] = method.cache_nbytes() / len(held) * 1000 / 2**20
         finalize(model)
 
-    method.finalize = finalize_and_note
+    method.finalize = finalize_and_note  # type: ignore[method-assign]
     torch.manual_seed(SEED)
     model = TaskModel(pretrained, task.type, task.num_labels, head_seed=SEED)
     config = TrainConfig(epochs=1, batch_size=BATCH, lr=LR, device=device, precision=precision)
     dev = features[:8]
-    result = train(model, method, task, {"train": features, "dev": dev, "test": None}, config, SEED,
+    data: dict[str, Any] = {"train": features, "dev": dev, "test": None}  # no test set: nothing to score
+    result = train(model, method, task, data, config, SEED,
                    pretrained.tokenizer.pad_token_id)
     steps = -(-len(features) // BATCH)
     infer = inference_seconds(model, features, resolve_device(device)) / steps
     sample = Sample(result.epoch_seconds[-1] / steps, infer, result.peak_memory_mb, cache.get("per_1k_mb"))
-    method.finalize = finalize  # break the method ↔ wrapper cycle: it kept every run's model alive until a gen-2 gc
+    method.finalize = finalize  # type: ignore[method-assign]  # break the method ↔ wrapper cycle: it kept every run's model alive until a gen-2 gc
     gc.collect()  # and any other cycle: memory growth across measurements slowed the later ones (seen: 13 GB)
     return sample
 

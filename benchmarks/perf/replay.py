@@ -23,7 +23,8 @@ REPLAYED |= {f"median, {n} startup trials": {"type": "median", "n_startup_trials
              for n in (4, 6)}
 REPLAYED |= {f"halving η={eta}, from epoch {r}": {"type": "halving", "min_resource": r, "reduction_factor": eta}
              for eta in (3, 2) for r in (1, 2, 3)}
-WITH_NONE = {"none": {"type": "none"}, **REPLAYED}  # ``none`` replayed too: the real studies' steps and scores
+# ``none`` replayed too: the real studies' steps and scores
+WITH_NONE: dict[str, dict] = {"none": {"type": "none"}, **REPLAYED}
 TARGETS = "Targets: compute saved ≥ 2×, chosen configuration's dev score within 0.5 points of no pruning."
 
 

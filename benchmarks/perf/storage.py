@@ -19,15 +19,17 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from optuna.distributions import FloatDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution
 
 from regbench.harness import grid
 from regbench.harness.grid import liveness, tune
 from regbench.harness.grid.storage import describe, open_storage
 
-SPACE = {"lr": FloatDistribution(1e-5, 1e-3, log=True)}  # STD's search space
+SPACE: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-5, 1e-3, log=True)}  # STD's search space
 # The shortest real trials measured here, to put the overhead in proportion: results/perf/cell.md's unpruned
 # studies (SST-2 k=16, MiniLM, 10 epochs) trained 80 trials in 539.3 s.
 REFERENCE_TRIAL_SECONDS = 539.3 / 80
@@ -50,7 +52,7 @@ def ms_per_trial(storage, trials: int, epochs: int) -> float:
     return (time.perf_counter() - start) * 1000 / trials
 
 
-def scratch_postgres(server: str) -> tuple[str, object]:
+def scratch_postgres(server: str) -> tuple[str, Callable[[], None]]:
     """A new database on the server (dropped by the returned callable)."""
     import psycopg
 
@@ -74,9 +76,10 @@ def main() -> None:
     parser.add_argument("--out", default="results/perf/storage.md")
     args, _ = parser.parse_known_args()  # nox -s perf passes its arguments to every script
     with tempfile.TemporaryDirectory() as tmp:
-        stores = {"journal file": open_storage(Path(tmp), str(Path(tmp) / "optuna.journal")),
-                  "SQLite (RDB, heartbeat)": open_storage(Path(tmp), f"sqlite:///{tmp}/optuna.db")}
-        drop = None
+        stores: dict[str, Any] = {
+            "journal file": open_storage(Path(tmp), str(Path(tmp) / "optuna.journal")),
+            "SQLite (RDB, heartbeat)": open_storage(Path(tmp), f"sqlite:///{tmp}/optuna.db")}
+        drop: Callable[[], None] | None = None
         if args.postgres:
             url, drop = scratch_postgres(args.postgres)
             stores["PostgreSQL (RDB, heartbeat)"] = open_storage(Path(tmp), url)

@@ -50,8 +50,8 @@ def run_mode(profile: Path, out: Path, workers: int, threads: int) -> float:
     return time.perf_counter() - start
 
 
-def predictions(out: Path) -> dict[str, list]:
-    found = {}
+def predictions(out: Path) -> dict[str, list | None]:
+    found: dict[str, list | None] = {}
     for path in sorted((out / "records").rglob("*.json")):
         record = json.loads(path.read_text())
         found[record["run_info"]["run_id"]] = (record.get("predictions") or {}).get("pred")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 _NO_DEFAULT = dataclasses.MISSING
 
@@ -41,9 +41,10 @@ def _field(cls: type, dotted: str) -> tuple[dataclasses.Field, Any]:
     head, _, rest = dotted.partition(".")
     found = {f.name: f for f in dataclasses.fields(cls)}[head]
     if rest:
-        return _field(found.default_factory, rest)
-    default = found.default if found.default is not _NO_DEFAULT else found.default_factory()
-    return found, default
+        return _field(cast(type, found.default_factory), rest)
+    if found.default is not _NO_DEFAULT:
+        return found, found.default
+    return found, cast(Callable[[], Any], found.default_factory)()
 
 
 def add_options(parser: argparse.ArgumentParser, cls: type, names: Iterable[str], *,

@@ -72,6 +72,12 @@ class GridContext:
     worker: str = ""  # seeds each cell's TPE sampler beside the cell key (_sampler_tag)
     done_after: float = 0.0  # records older than this (a time.time()) are not done: the start of an `always` grid
 
+    @property
+    def tracker_uri(self) -> str:  # run_grid sets tracking_uri whenever the grid tracks
+        if self.tracking_uri is None:
+            raise RuntimeError("this grid does not track (--no-track): no MLflow runs to reach")
+        return self.tracking_uri
+
 
 @dataclass(frozen=True)
 class GridOptions:
@@ -95,26 +101,23 @@ def run_grid(profile: Profile, out_dir: str | Path | None = None, options: GridO
     """Run (or resume) every applicable cell of the profile in this process, with ``options`` (or GridOptions
     built from ``settings``: ``run_grid(profile, out, track=False)``)."""
     options = options or GridOptions(**settings)
-    overwrite, data_dir, track, storage = options.overwrite, options.data_dir, options.track, options.storage
-    worker_index, started, tracking_uri = options.worker_index, options.started, options.tracking_uri
-    if overwrite not in OVERWRITE_MODES:
-        raise ConfigError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got {overwrite!r}")
+    if options.overwrite not in OVERWRITE_MODES:
+        raise ConfigError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got {options.overwrite!r}")
     out = output_dir(profile, out_dir)
-    cells = [c for c in plan_cells(profile, data_dir) if c.na is None]
-    if overwrite == "never" and any(_existing_records(out, c) for c in cells):
+    cells = [c for c in plan_cells(profile, options.data_dir) if c.na is None]
+    if options.overwrite == "never" and any(_existing_records(out, c) for c in cells):
         raise RegbenchError(f"{out} already holds records of this profile and --overwrite never was given; "
                             "use --overwrite only-missing to resume or another --out")
     out.mkdir(parents=True, exist_ok=True)
-    uri = tracking_uri or (tracking.default_tracking_uri(out) if track else None)
-    done_after = (time.time() if started is None else started) if overwrite == "always" else 0.0
-    studies = open_storage(out, storage)
-    ctx = GridContext(profile, out, uri, studies, overwrite, data_dir, track, _sampler_tag(studies, worker_index),
-                      done_after)
+    uri = options.tracking_uri or (tracking.default_tracking_uri(out) if options.track else None)
+    began = time.time() if options.started is None else options.started
+    studies = open_storage(out, options.storage)
+    ctx = GridContext(profile, out, uri, studies, options.overwrite, options.data_dir, options.track,
+                      _sampler_tag(studies, options.worker_index), began if options.overwrite == "always" else 0.0)
     total = len(cells) * (profile.trials + len(profile.seeds))
-    bar = tqdm(total=total, desc=f"{profile.name} runs", unit="run", position=worker_index,
+    bar = tqdm(total=total, desc=f"{profile.name} runs", unit="run", position=options.worker_index,
                disable=not options.progress)
-    summaries = []
-    start = time.perf_counter()
+    summaries, start = [], time.perf_counter()
     try:
         for done, cell in enumerate(cells):
             bar.set_postfix_str(f"cell {done + 1}/{len(cells)} {cell.name}")
@@ -141,7 +144,7 @@ def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
                     ctx.data_dir, ctx.track)
     space = profile.space(METHODS.get(cell.method))
     study = tune.open_study(ctx.storage, cell.key, ctx.worker, profile.pruner, cell.block, profile.startup_trials)
-    on_stale = (lambda n: tracking.close_runs_with_key(ctx.tracking_uri, experiment_name(profile),
+    on_stale = (lambda n: tracking.close_runs_with_key(ctx.tracker_uri, experiment_name(profile),
                                                        f"{cell.key}/trial{n}")) if ctx.track else None
     liveness.close_stale_trials(study, on_stale)  # before counting what is done, for the progress bar
     start, started_at = time.perf_counter(), time.time()
@@ -259,7 +262,7 @@ def _final_run(ctx: GridContext, base: api.RunConfig, cell: Cell, best: dict[str
 def _found_final(ctx: GridContext, found: tuple[Path, dict[str, Any]], key: str, bar: Any) -> dict[str, Any]:
     """A final run that is already done (by an earlier grid, or by another worker of this one)."""
     if ctx.track:  # killed between writing the record and ending its MLflow run: end that run now
-        tracking.close_runs_with_key(ctx.tracking_uri, experiment_name(ctx.profile), key, "FINISHED")
+        tracking.close_runs_with_key(ctx.tracker_uri, experiment_name(ctx.profile), key, "FINISHED")
     bar.update(1)
     return _final_summary(found[1], str(found[0]))
 
@@ -296,7 +299,7 @@ def _cell_tracker(ctx: GridContext, cell: Cell) -> Any:
         return tracking.NullTracker()
     tags = {"task": cell.task, "size": cell.size, "noise": f"{cell.noise:g}", "method": cell.method,
             "cell_key": cell.key, "phase": "cell", "profile": ctx.profile.name}
-    return tracking.RunTracker(ctx.tracking_uri, experiment_name(ctx.profile), cell.name, tags=tags, key=cell.key)
+    return tracking.RunTracker(ctx.tracker_uri, experiment_name(ctx.profile), cell.name, tags=tags, key=cell.key)
 
 
 def _cell_summary(cell: Cell, profile: Profile, tuning: dict[str, Any], finals: list[dict[str, Any]],

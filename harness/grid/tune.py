@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from .liveness import WORKER_ATTR, Heartbeat, close_stale_trials, first_beat, is_live, running_elsewhere, worker_id
@@ -89,6 +89,8 @@ def quantile(distribution: BaseDistribution, u: float) -> Any:
     """The value at quantile ``u`` of a uniform / log-uniform / categorical distribution (Optuna's ranges)."""
     if isinstance(distribution, CategoricalDistribution):
         return distribution.choices[min(int(u * len(distribution.choices)), len(distribution.choices) - 1)]
+    if not isinstance(distribution, FloatDistribution | IntDistribution):
+        raise TypeError(f"no quantile for a {type(distribution).__name__} (uniform, log-uniform or categorical only)")
     low, high = distribution.low, distribution.high
     integer = isinstance(distribution, IntDistribution)
     if distribution.log:  # an integer's top value gets its share: the range is [low, high + 1) before flooring

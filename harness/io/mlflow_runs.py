@@ -111,7 +111,7 @@ class RunTracker:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+                 tb: TracebackType | None) -> None:
         failed = exc_type is not None
         try:
             self.flush()
@@ -123,12 +123,11 @@ class RunTracker:
             _logger.debug("could not send the last metrics of MLflow run %s", self.run_id, exc_info=True)
         finally:
             self._terminate(RunStatus.FAILED if failed else RunStatus.FINISHED, quiet=exc_type is not None)
-        return False
 
     def _terminate(self, status: int, quiet: bool) -> None:
         """Set the final status; while another exception propagates, a failure here must not replace it."""
         try:
-            self._client().set_terminated(self.run_id, status=RunStatus.to_string(status))
+            self._client().set_terminated(self._run_id(), status=RunStatus.to_string(status))
         except Exception:
             if not quiet:
                 raise
@@ -139,6 +138,11 @@ class RunTracker:
         if self.client is None or self.run_id is None:
             raise RuntimeError("RunTracker is used outside its `with` block")
         return self.client
+
+    def _run_id(self) -> str:
+        if self.run_id is None:
+            raise RuntimeError("RunTracker is used outside its `with` block")
+        return self.run_id
 
     def _experiment_id(self, client: MlflowClient) -> str:
         """Get or create the experiment; tolerate another process creating it first, revive a deleted one."""
@@ -161,7 +165,7 @@ class RunTracker:
         """Log (nested) parameters in as few ``log_batch`` calls as MLflow's 100-per-batch limit allows."""
         items = [Param(k, v) for k, v in flatten(params).items()]
         for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
-            self._client().log_batch(self.run_id, params=items[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+            self._client().log_batch(self._run_id(), params=items[start:start + MAX_PARAMS_TAGS_PER_BATCH])
 
     def log_metrics(self, metrics: Mapping[str, float | None], step: int) -> None:
         """Buffer metrics (None is skipped, NaN kept); sent by :meth:`flush`, at exit or when a batch is full."""
@@ -180,13 +184,13 @@ class RunTracker:
         """Send buffered metrics, at most MLflow's 1000 per ``log_batch`` call."""
         while self._buffer:
             chunk = self._buffer[:MAX_METRICS_PER_BATCH]
-            self._client().log_batch(self.run_id, metrics=chunk)
+            self._client().log_batch(self._run_id(), metrics=chunk)
             del self._buffer[:len(chunk)]
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         items = [RunTag(k, str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()]
         for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
-            self._client().log_batch(self.run_id, tags=items[start:start + MAX_PARAMS_TAGS_PER_BATCH])
+            self._client().log_batch(self._run_id(), tags=items[start:start + MAX_PARAMS_TAGS_PER_BATCH])
 
     def log_dict_artifact(self, obj: Any, artifact_file: str) -> None:
         """Store ``obj`` as YAML (``.yaml``/``.yml``) or JSON (anything else); non-JSON values become strings."""
@@ -194,10 +198,10 @@ class RunTracker:
             text = yaml.safe_dump(json.loads(json.dumps(obj, default=str)), sort_keys=True, allow_unicode=True)
         else:
             text = json.dumps(obj, sort_keys=True, indent=1, default=str)
-        self._client().log_text(self.run_id, text, artifact_file)
+        self._client().log_text(self._run_id(), text, artifact_file)
 
     def log_file_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self._client().log_artifact(self.run_id, str(path), artifact_path)
+        self._client().log_artifact(self._run_id(), str(path), artifact_path)
 
 
 KEY_TAG = "regbench_key"

@@ -11,20 +11,26 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.rcsetup import cycler
 
 from .loading import noise_order, size_order
 from .tables import blocks, file_slugs, method_order, slug, task_order
 
-RC = {"svg.hashsalt": "regbench", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9,
-      "axes.prop_cycle": mpl.cycler(color=mpl.colormaps["tab10"].colors)}
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+RC: dict[RcKeyType, Any] = {
+    "svg.hashsalt": "regbench", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 9,
+    "axes.prop_cycle": cycler(color=cast(ListedColormap, mpl.colormaps["tab10"]).colors)}
 METADATA = {"png": {"Software": "regbench leaderboard"}, "svg": {"Date": None, "Creator": "regbench leaderboard"}}
 PLOTS = "plots"
 LINESTYLES = ("-", "--", ":")  # with the 10 colours: up to 30 methods stay distinguishable
@@ -82,7 +88,7 @@ def _zoom(ax: Axes, values: np.ndarray) -> None:
         ax.set_ylim(finite.min() - pad, finite.max() + pad)
 
 
-def _curves(cells: pd.DataFrame, out_dir: Path, level: str, order: Callable[[str], object], name: str) -> list[str]:
+def _curves(cells: pd.DataFrame, out_dir: Path, level: str, order: Callable[[str], Any], name: str) -> list[str]:
     """One figure per value of the other axis; a panel per task; metric against ``level`` per method."""
     other = "size" if level == "noise" else "noise"
     levels = sorted(cells[level].unique(), key=order)

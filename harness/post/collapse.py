@@ -165,7 +165,10 @@ def collapse_metrics(model: TaskModel, reference: PretrainedReference | TaskMode
     metrics.update(representation_metrics(tuned, "", top_k))
     metrics.update(representation_metrics(start, "pretrained_", top_k))
     if transfer is not None:
-        scores = {"finetuned": _transfer_accuracy(model, transfer), "pretrained": reference.transfer_accuracy}
-        metrics.update({f"probe_transfer_{k}": v for k, v in scores.items()})
-        metrics["probe_transfer_delta"] = scores["finetuned"] - scores["pretrained"]
+        pretrained = reference.transfer_accuracy
+        if pretrained is None:
+            raise ValueError("the pretrained reference was computed without this transfer set")
+        finetuned = _transfer_accuracy(model, transfer)
+        metrics.update({"probe_transfer_finetuned": finetuned, "probe_transfer_pretrained": pretrained,
+                        "probe_transfer_delta": finetuned - pretrained})
     return metrics

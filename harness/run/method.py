@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from optuna.distributions import BaseDistribution, FloatDistribution
@@ -73,8 +73,13 @@ class TrainContext:
     warmup_ratio: float = 0.0  # the loop's LR warm-up ratio (a method restarting the schedule for a phase reuses it)
 
 
-class Method:
-    """Base class with no-op hooks. Subclasses set ``name``, ``config_class`` and override what they need."""
+ConfigT = TypeVar("ConfigT", bound=MethodConfig)
+
+
+class Method(Generic[ConfigT]):
+    """Base class with no-op hooks. Subclasses set ``name``, ``config_class`` and override what they need; a
+    subclass names its config type as the parameter (``class Smart(Method[SmartConfig])``) so that type checkers
+    know ``self.config``'s fields."""
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
@@ -86,14 +91,20 @@ class Method:
     lr_range: ClassVar[BaseDistribution] = SHARED_LR_RANGE
     tuned: ClassVar[dict[str, BaseDistribution]] = {}
 
-    def __init__(self, config: MethodConfig | None = None) -> None:
-        self.config = config if config is not None else self.config_class()
+    def __init__(self, config: ConfigT | None = None) -> None:
+        self.config: ConfigT = config if config is not None else cast(ConfigT, self.config_class())
         self.ctx: TrainContext | None = None
         self.logs: dict[str, float] = {}  # per-step diagnostics the loop averages and logs (not loss terms)
 
+    def main_optimizer(self) -> torch.optim.Optimizer:
+        """The loop's optimiser (there from the first ``on_epoch_start`` on)."""
+        if self.ctx is None or self.ctx.optimizer is None:
+            raise RuntimeError(f"{self.name}: the main optimiser is not built yet (prepare() runs before it)")
+        return self.ctx.optimizer
+
     # ---- construction -------------------------------------------------------------------------------------
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> Method:
+    def from_params(cls, params: Mapping[str, Any]) -> Method[Any]:
         """Build from a flat mapping of hyperparameters; unknown names fail with the known ones listed."""
         fields = {f.name: f for f in dataclasses.fields(cls.config_class)}
         unknown = sorted(set(params) - set(fields))
@@ -101,7 +112,7 @@ class Method:
             known = ", ".join(sorted(fields)) or "none"
             raise ConfigError(f"method {cls.name!r} has no parameter {unknown[0]!r} (known: {known})")
         values = {name: _coerce(fields[name], value, cls.name) for name, value in params.items()}
-        return cls(cls.config_class(**values))
+        return cls(cast(Any, cls.config_class(**values)))
 
     @classmethod
     def search_space(cls) -> dict[str, BaseDistribution]:
@@ -165,7 +176,8 @@ def private_generator(seed: int, salt: int, device: torch.device | str = "cpu") 
 
 def decay_groups(named_params: Iterable[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: biases and LayerNorm weights get no decay (the BERT fine-tuning convention)."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in named_params:
         if not param.requires_grad:
             continue

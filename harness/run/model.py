@@ -16,6 +16,7 @@ import importlib.resources
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -27,6 +28,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 from transformers.utils import logging as hf_logging
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 from regbench.benchmarks.taskspec import TASK_TYPES
 
@@ -51,14 +55,14 @@ class Pretrained:
 
     # One loaded encoder per dropout setting, copied for every run: ``from_config`` initialises every weight at random
     # before the checkpoint overwrites them, most of a MiniLM build's time (a deepcopy is several times cheaper).
-    _templates: dict[float | None, nn.Module] = field(default_factory=dict, repr=False, compare=False)
+    _templates: dict[float | None, PreTrainedModel] = field(default_factory=dict, repr=False, compare=False)
 
-    def build_encoder(self, dropout: float | None = None) -> nn.Module:
+    def build_encoder(self, dropout: float | None = None) -> PreTrainedModel:
         if dropout not in self._templates:
             self._templates[dropout] = self._load_encoder(dropout)
         return copy.deepcopy(self._templates[dropout])
 
-    def _load_encoder(self, dropout: float | None) -> nn.Module:
+    def _load_encoder(self, dropout: float | None) -> PreTrainedModel:
         config = self.config.__class__.from_dict(self.config.to_dict())
         if dropout is not None:  # Mixout and MVCR+Mixout need dropout off; STD uses 0.1
             config.hidden_dropout_prob = dropout
@@ -180,10 +184,17 @@ class TaskModel(nn.Module):
                 token_type_ids: torch.Tensor | None = None, inputs_embeds: torch.Tensor | None = None,
                 **_: torch.Tensor) -> TaskOutput:
         flat = self.task_type == "multiple_choice"  # (B, K, T) → (B·K, T), one score per choice
-        shape = (input_ids if input_ids is not None else inputs_embeds).shape
+        source = input_ids if input_ids is not None else inputs_embeds
+        if source is None:
+            raise ValueError("TaskModel needs input_ids or inputs_embeds")
+        if attention_mask is None:  # what the encoder would assume: every position is a token
+            attention_mask = torch.ones(source.shape[:source.dim() - (input_ids is None)], dtype=torch.long,
+                                        device=source.device)
+        shape = source.shape
         if flat:
-            input_ids, attention_mask, token_type_ids, inputs_embeds = (
-                _flatten_choices(t) for t in (input_ids, attention_mask, token_type_ids, inputs_embeds))
+            attention_mask = attention_mask.flatten(0, 1)
+            input_ids, token_type_ids, inputs_embeds = (
+                _flatten_choices(t) for t in (input_ids, token_type_ids, inputs_embeds))
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                            inputs_embeds=inputs_embeds)
         states = out.last_hidden_state
