@@ -45,14 +45,7 @@ from optuna.distributions import FloatDistribution
 from torch import nn
 
 from regbench.harness.core.errors import ConfigError
-from regbench.harness.run.method import (
-    Method,
-    MethodConfig,
-    TrainContext,
-    hparam,
-    private_generator,
-    register_method,
-)
+from regbench.harness.run.method import Method, MethodConfig, TrainContext, hparam, private_generator, register_method
 from regbench.harness.run.model import TaskModel
 
 __all__ = ["ChildTuningConfig", "ChildTuningD", "ChildTuningDConfig", "ChildTuningF", "fisher_information",

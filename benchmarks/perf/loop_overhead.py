@@ -22,7 +22,6 @@ import platform
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 from transformers import (
@@ -35,6 +34,7 @@ from transformers import logging as hf_logging
 from transformers.trainer_callback import PrinterCallback
 
 from regbench.benchmarks.data import encode_split
+from regbench.benchmarks.perf import publish
 from regbench.benchmarks.taskspec import get_task
 from regbench.harness.run import batching
 from regbench.harness.run.method import get_method
@@ -167,10 +167,7 @@ def write_report(samples: dict[str, list[float]], args: argparse.Namespace) -> N
         f"{median['regbench loop (bf16 autocast)'] / fp32:.2f}× the fp32 loop on this machine.",
         "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from regbench.benchmarks.data import encode_split
+from regbench.benchmarks.perf import publish
 from regbench.benchmarks.taskspec import get_task
 from regbench.harness.run import batching
 from regbench.harness.run.method import METHODS, get_method
@@ -221,10 +222,7 @@ def write_report(rows: list[Row], args: argparse.Namespace, n_examples: int) -> 
               "inference after unplug = 1.00×; REPINA uncached is reported for reference.",
               "Targets (issue 6): R3F (and R4F) ≤ 2.1×, SMART ≤ 3.1×, every other baseline ≤ 1.15×; mvcr+mixout is "
               "MVCR's cost plus Mixout's.", ""]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+    publish(lines, args.out)
 
 
 if __name__ == "__main__":
