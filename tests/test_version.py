@@ -45,3 +45,12 @@ def test_the_cli_and_the_package_say_the_version(capsys) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--version"])
     assert exited.value.code == 0 and capsys.readouterr().out == f"regbench {PROJECT['version']}\n"
+
+
+def test_the_top_level_package_says_the_version() -> None:
+    """``import regbench; regbench.__version__``: the top package is a regular one (pyproject maps it to
+    harness/_regbench), not a bare namespace over the four folders."""
+    import regbench
+
+    assert regbench.__version__ == PROJECT["version"]
+    assert regbench.__file__ is not None  # a namespace package has no file (and no version)
