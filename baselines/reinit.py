@@ -60,7 +60,7 @@ def reinitialise_(encoder: nn.Module, modules: list[nn.Module], seed: int) -> No
             for param in fresh.parameters():
                 param._is_hf_initialized = False  # type: ignore[attr-defined]  # HF init skips tensors flagged as loaded
             for sub in fresh.modules():
-                cast(PreTrainedModel, encoder)._init_weights(sub)
+                cast("PreTrainedModel", encoder)._init_weights(sub)
     for module, fresh in zip(modules, copies, strict=True):
         for target, value in zip(module.parameters(), fresh.parameters(), strict=True):
             target.copy_(value)
