@@ -37,6 +37,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .liveness import WORKER_ATTR, Heartbeat, close_stale_trials, first_beat, is_live, running_elsewhere, worker_id
 
+# The public surface (liveness's names used above are liveness's: import them from there).
+__all__ = ["DEV_MEAN_ATTR", "FAILURE_SCORE", "PRUNERS", "TIE_BREAK", "CommonRandomSampler", "TrialOutcome",
+           "common_uniform", "counted", "make_pruner", "open_study", "quantile", "study_name", "summary", "tune"]
+
 FAILURE_SCORE = -1.0
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
