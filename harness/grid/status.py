@@ -1,6 +1,8 @@
 """``regbench status``: how far a profile's grid has got — per cell, trials counted and running, final runs done —
-read from the studies and the records alone (it trains nothing and writes nothing), so it works while workers on
-any number of machines are running the grid, or after they were stopped.
+read from the studies, the records and the cell summaries alone (it trains nothing and writes nothing), so it works
+while workers on any number of machines are running the grid, or after they were stopped. ``spent_min`` is the run
+time a cell has cost so far (its summary's trial + final-run seconds: what `regbench plan`'s ``est_minutes``
+estimates, so the two can be set side by side).
 
     regbench status --profile small                                   # results/small, its journal
     regbench status --profile small --out /shared/results/small --storage postgresql://me@db-host/regbench_optuna
@@ -8,6 +10,7 @@ any number of machines are running the grid, or after they were stopped.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -30,8 +33,22 @@ def status_table(profile: Profile, out: str | Path | None = None, storage: str |
     out_dir = output_dir(profile, out)
     studies = _studies(out_dir, storage)
     done = _finals_done(out_dir / "records")
-    rows = [_row(profile, cell, studies, done) for cell in plan_cells(profile, data_dir)]
+    spent = _spent_minutes(out_dir / "cells")
+    rows = [{**_row(profile, cell, studies, done), "spent_min": spent.get(cell.key, "")}
+            for cell in plan_cells(profile, data_dir)]
     return pd.DataFrame(rows)
+
+
+def _spent_minutes(directory: Path) -> dict[str, float]:
+    """cell key → run minutes so far (trials + final runs, CPU and GPU), from the cell summaries."""
+    spent: dict[str, float] = {}
+    for path in sorted(directory.rglob("*.json")) if directory.is_dir() else []:
+        try:
+            cell = json.loads(path.read_text())
+            spent[cell["cell_key"]] = round(((cell.get("cpu_seconds") or 0) + (cell.get("gpu_seconds") or 0)) / 60, 1)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a summary being rewritten, or a foreign file: that cell shows no figure
+    return spent
 
 
 def _studies(out_dir: Path, url: str | None) -> Any:
@@ -90,5 +107,6 @@ def render(profile: Profile, table: pd.DataFrame) -> str:
     runs_done = sum(int(f.split("/")[0]) for f in live["finals"])
     head = (f"profile {profile.name}: {len(table)} cells — " + ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
             + f"; final runs {runs_done}/{len(live) * len(profile.seeds)}; trials running now "
-            + f"{int(pd.to_numeric(live['running']).sum()) if len(live) else 0}")
+            + f"{int(pd.to_numeric(live['running']).sum()) if len(live) else 0}"
+            + f"; run time spent {pd.to_numeric(live['spent_min']).sum() / 60:.2f} h")
     return head + "\n" + table.to_string(index=False)
