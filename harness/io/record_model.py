@@ -192,7 +192,8 @@ class MetaInfo(_Open):
 
 class RunRecord(_Closed):
     """One regbench result record (one run), schema version 2. Version-1 files (top-level ``collapse``) are
-    upgraded when loaded."""
+    upgraded when loaded. A score that is not a finite number is written as the bare token NaN (Python's json), which
+    JSON Schema cannot state: read records with a parser that accepts it (Python's json, pandas, allow_nan)."""
 
     model_config = ConfigDict(title="regbench run record")
 
