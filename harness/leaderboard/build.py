@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from . import aggregate, captions, html, importance, plots, pooled, render, robustness, tables
-from .loading import Loaded, load_cells, load_runs, noise_order, size_order
+from .loading import Loaded, load_cells, load_runs, noise_order, phase_exceptions, size_order
 
 OUTPUTS = ("leaderboard.md", "leaderboard.tex", "leaderboard.csv", "leaderboard_overall.csv", "index.html")
 
@@ -42,8 +42,7 @@ def provenance(loaded: Loaded, cells: pd.DataFrame, command: str) -> list[str]:
         f"(train_info.majority_test) and counted as failures; {int(runs['unscored'].sum())} without "
         "majority_test left unscored (their cells are incomplete)",
         "Extra phases (every method gets the same dev evaluations of its main phase): "
-        + ("; ".join(f"{m}: {p}" for m, p in sorted(set(zip(runs["method"], runs["phases"], strict=True))) if p)
-           or "none"),
+        + (phase_exceptions(runs) or "none"),
         f"Profile: {_counted(runs['profile'].fillna('none'))}",
         f"Code (git SHA, records): {_counted(shas)}",
         f"Packages (records): {_counted(runs['packages'].map(_packages))}",

@@ -227,6 +227,17 @@ def load_cells(cells_dir: str | Path | None, skipped: list[str]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=columns)
 
 
+def phase_exceptions(runs: pd.DataFrame) -> str:
+    """Each method's exceptions to STD's schedule, once per method. A note that carries a tuned value (LP-FT's head
+    LR) differs by cell: the first is shown with the number of variants, not every cell's copy."""
+    notes: dict[str, list[str]] = {}
+    for method, note in sorted(set(zip(runs["method"], runs["phases"], strict=True))):
+        if note:
+            notes.setdefault(method, []).append(note)
+    return "; ".join(f"{m}: {n[0]}" + (f" (one of {len(n)} variants: the tuned values differ by cell)" if len(n) > 1
+                                        else "") for m, n in notes.items())
+
+
 def _phases(record: RunRecord) -> str:
     """What the run did beyond STD's schedule (``train_info.phases``; older records: the method's own account of
     its configuration), so the leaderboard states every exception to the equal protocol."""
