@@ -11,6 +11,7 @@ the same packages. It is created on first use and re-installed only when pyproje
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import sys
@@ -140,46 +141,93 @@ MUTATION_TESTS = ["tests/test_mechanisms.py", "tests/test_mechanisms_mvcr.py", "
                   "tests/conformance/test_conformance.py"]
 
 
+# Each method module with the pytest -k expression that selects its own tests (mechanism, unit, conformance).
+MUTATION_MODULES = {
+    "regularizers/repina.py": "repina", "regularizers/mvcr.py": "mvcr", "regularizers/_hae.py": "mvcr",
+    "baselines/smart.py": "smart", "baselines/r3f.py": "r3f or r4f", "baselines/lp_ft.py": "lp_ft or lp-ft",
+    "baselines/l2_sp.py": "l2_sp or l2sp or l2-sp", "baselines/child_tuning.py": "childtuning or fisher",
+    "baselines/mixout.py": "mixout", "baselines/llrd.py": "llrd", "baselines/noisytune.py": "noisytune",
+    "baselines/reinit.py": "reinit", "baselines/mvcr_mixout.py": "mixout", "baselines/freeze.py": "freeze",
+    "baselines/std_plus_plus.py": "std++ or std_plus_plus", "baselines/std.py": "std",
+}
+
+
+def mutation_options(posargs: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="nox -s mutation --", description="mutation testing of method modules")
+    parser.add_argument("modules", nargs="*", help="module paths (default: every method module)")
+    parser.add_argument("--sample", type=int, default=0, help="mutants kept per module, seeded (0: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    options = parser.parse_args(posargs)
+    unknown = [module for module in options.modules if module not in MUTATION_MODULES]
+    if unknown:
+        parser.error(f"not a method module: {', '.join(unknown)}; choose from {', '.join(MUTATION_MODULES)}")
+    options.modules = options.modules or list(MUTATION_MODULES)
+    return options
+
+
 @nox.session
 def mutation(session: nox.Session) -> None:
     """Mutation testing of method modules with cosmic-ray (slow: not in CI). cosmic-ray edits the module in place, so
-    it runs on a throwaway clone under .nox/mutation-work/, whose sources the shared environment imports through
-    PYTHONPATH; the tests are the method's own (pytest -k KEYWORD, golden files excluded: they only pin numbers).
+    it runs on a throwaway clone of HEAD under .nox/mutation-work/, whose sources the shared environment imports
+    through PYTHONPATH; each module is tested by its own tests (MUTATION_MODULES), golden files excluded (they only
+    pin numbers). A full pass is ~30 CPU-s per mutant and there are ~2,500, so ``--sample K`` keeps K seeded-random
+    mutants per module. An interrupted session resumes where it stopped (same HEAD, same sample). Writes
+    results/mutation.md (scores with intervals, every survivor; tests/mutation_equivalent.toml says which are
+    equivalent and why).
 
-        nox -s mutation -- baselines/noisytune.py regularizers/mvcr.py=mvcr baselines/lp_ft.py=lp-ft
-
-    ``path=keyword`` picks the tests (default: the module's file name). Reports: .nox/mutation-work/<module>.txt."""
+        nox -s mutation -- --sample 30 --seed 0
+        nox -s mutation -- baselines/noisytune.py regularizers/mvcr.py"""
+    options = mutation_options(session.posargs)
     session.install("cosmic-ray==8.7.0")
     bin_dir = shared_env(session)
     work = ROOT / ".nox" / "mutation-work"
     clone, src = work / "clone", work / "src" / "regbench"
     if not clone.exists():
         session.run("git", "clone", "--quiet", str(ROOT), str(clone), external=True)
-    session.run("git", "-C", str(clone), "checkout", "--quiet", "--force", "HEAD", external=True)  # no mutant left
+    session.run("git", "-C", str(clone), "fetch", "--quiet", str(ROOT), "HEAD", external=True)
+    session.run("git", "-C", str(clone), "checkout", "--quiet", "--force", "FETCH_HEAD", external=True)  # no mutant
+    head = session.run("git", "-C", str(clone), "rev-parse", "--short", "HEAD", external=True, silent=True).strip()
     src.mkdir(parents=True, exist_ok=True)
     for folder in ("harness", "benchmarks", "regularizers", "baselines"):
         if not (src / folder).exists():
             (src / folder).symlink_to(clone / folder)
     data = os.environ.get("REGBENCH_DATA_DIR") or str(ROOT.parent / "shared" / "data")  # the clone has no ../shared
-    for spec in session.posargs or ["baselines/noisytune.py"]:
-        module, _, keyword = spec.partition("=")
-        keyword = keyword or Path(module).stem
-        name = Path(module).stem
+    for module in options.modules:
         test = (f"env PYTHONPATH={src.parent} REGBENCH_DATA_DIR={data} {bin_dir / 'python'} -m pytest -x -q "
-                "-p no:cacheprovider "
-                f"{' '.join(MUTATION_TESTS)} -k '{keyword} and not golden'")
-        config = work / f"{name}.toml"
-        config.write_text(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = 300.0\nexcluded-modules = []\n'
-                          f'test-command = "{test}"\n\n[cosmic-ray.distributor]\nname = "local"\n')
-        db = work / f"{name}.sqlite"
-        db.unlink(missing_ok=True)
-        with session.chdir(clone):
+                f"-p no:cacheprovider {' '.join(MUTATION_TESTS)} -k '({MUTATION_MODULES[module]}) and not golden'")
+        mutate_module(session, clone, work / Path(module).stem, module, test,
+                      stamp=f"{head} sample={options.sample} seed={options.seed}\n")
+    stamps = [db.with_suffix(".stamp") for db in work.glob("*.sqlite")]
+    databases = sorted(str(stamp.with_suffix(".sqlite")) for stamp in stamps
+                       if stamp.exists() and stamp.read_text().split()[0] == head)  # this code's runs only
+    header = (f"# Mutation scores of the method modules\n\nGenerated by `nox -s mutation -- --sample {options.sample} "
+              f"--seed {options.seed}` (cosmic-ray 8.7.0) on code {head}. Tests: each module's own "
+              "(noxfile.MUTATION_MODULES), golden files excluded. `killed` counts incompetent mutants (the tests "
+              "cannot run against them); `live survivors` are survivors not judged equivalent in "
+              "tests/mutation_equivalent.toml; score = killed / (killed + live survivors), with its 95% Wilson "
+              "interval (the sampling error when only a sample of the module's mutants ran).")
+    session.run("python", "tests/mutation_tools.py", "report", *databases, "--equivalent",
+                "tests/mutation_equivalent.toml", "--header", header, "--out", "results/mutation.md")
+
+
+def mutate_module(session: nox.Session, clone: Path, base: Path, module: str, test: str, stamp: str) -> None:
+    """Init (and sample) the module's cosmic-ray session unless one for the same code and sample exists, then run
+    whatever is pending in it."""
+    config, db, stamp_file = base.with_suffix(".toml"), base.with_suffix(".sqlite"), base.with_suffix(".stamp")
+    config.write_text(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = 300.0\nexcluded-modules = []\n'
+                      f'test-command = "{test}"\n\n[cosmic-ray.distributor]\nname = "local"\n')
+    fresh = not db.exists() or not stamp_file.exists() or stamp_file.read_text() != stamp
+    sample, seed = (int(part.split("=")[1]) for part in stamp.split()[1:])
+    with session.chdir(clone):
+        if fresh:
+            db.unlink(missing_ok=True)
             session.run("cosmic-ray", "init", str(config), str(db))
+            if sample:
+                session.run("python", str(ROOT / "tests" / "mutation_tools.py"), "sample", str(db),
+                            "--keep", str(sample), "--seed", str(seed))
             session.run("cosmic-ray", "baseline", str(config))  # the unmutated module must pass its tests
-            session.run("cosmic-ray", "exec", str(config), str(db))
-            report = session.run("cr-report", "--show-pending", str(db), silent=True)
-        (work / f"{name}.txt").write_text(report or "")
-        session.log(f"{module}: " + (report or "").strip().splitlines()[-1] if report else f"{module}: no report")
+            stamp_file.write_text(stamp)
+        session.run("cosmic-ray", "exec", str(config), str(db))
 
 
 CODE = ["harness", "benchmarks", "regularizers", "baselines"]

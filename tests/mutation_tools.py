@@ -1,0 +1,144 @@
+"""Helpers of ``nox -s mutation`` over cosmic-ray session databases (run by the mutation session's Python, where
+cosmic-ray is installed; not collected by pytest).
+
+    python tests/mutation_tools.py sample DB --keep 30 --seed 0
+    python tests/mutation_tools.py report DB [DB ...] --equivalent tests/mutation_equivalent.toml --out FILE
+
+``sample`` keeps a seeded random sample of a module's mutants and marks the rest skipped, so that a module with
+hundreds of mutants costs tens of test runs: the score is then an estimate, reported with its Wilson interval.
+``report`` writes the per-module table (mutants, sampled, killed, survived, score over the non-equivalent mutants)
+and lists every survivor with its diff and, for those judged equivalent in the TOML file, why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import tomllib
+from pathlib import Path
+
+from cosmic_ray.work_db import WorkDB, use_db
+from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkItem, WorkResult
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile, for the Wilson interval
+
+
+def mutation_key(item: WorkItem) -> tuple[str, str, int]:
+    """(module, operator, occurrence): cosmic-ray's own identity of a mutant, stable while the source is."""
+    spec = item.mutations[0]
+    return (spec.module_path.as_posix(), spec.operator_name, spec.occurrence)
+
+
+def sample(db_path: Path, keep: int, seed: int) -> None:
+    """Mark all but ``keep`` seeded-random pending mutants as skipped (ordered by their key, so the draw does not
+    depend on cosmic-ray's random job ids)."""
+    with use_db(str(db_path), WorkDB.Mode.open) as db:
+        pending = sorted(db.pending_work_items, key=mutation_key)
+        if keep >= len(pending):
+            return
+        kept = set(random.Random(seed).sample(range(len(pending)), keep))
+        dropped = [item.job_id for index, item in enumerate(pending) if index not in kept]
+        note = f"not in the seeded sample (--sample {keep} --seed {seed})"
+        db.set_multiple_results(dropped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=note))
+
+
+def wilson(successes: int, trials: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (it stays inside [0, 1] for the small samples used here)."""
+    if trials == 0:
+        return (math.nan, math.nan)
+    share = successes / trials
+    centre = (share + Z95**2 / (2 * trials)) / (1 + Z95**2 / trials)
+    half = Z95 * math.sqrt(share * (1 - share) / trials + Z95**2 / (4 * trials**2)) / (1 + Z95**2 / trials)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def load_equivalent(path: Path | None) -> dict[tuple[str, str, int], str]:
+    """Survivors judged equivalent by reading the code: key → the reason (``[[equivalent]]`` tables)."""
+    if path is None or not path.exists():
+        return {}
+    tables = tomllib.loads(path.read_text(encoding="utf-8")).get("equivalent", [])
+    return {(entry["module"], entry["operator"], int(entry["occurrence"])): entry["why"] for entry in tables}
+
+
+def module_outcomes(db_path: Path) -> tuple[list[WorkItem], dict[str, WorkResult]]:
+    with use_db(str(db_path), WorkDB.Mode.open) as db:
+        return sorted(db.work_items, key=mutation_key), dict(db.results)
+
+
+def summarise(items: list[WorkItem], results: dict[str, WorkResult], equivalent: dict) -> dict:
+    """Counts of one module: run = sampled and finished; killed includes incompetent mutants (cosmic-ray's rule:
+    a mutant the tests cannot even run against is not one they let through)."""
+    run = [item for item in items if item.job_id in results
+           and results[item.job_id].worker_outcome != WorkerOutcome.SKIPPED]
+    survived = [item for item in run if results[item.job_id].test_outcome == TestOutcome.SURVIVED]
+    live = [item for item in survived if mutation_key(item) not in equivalent]
+    incompetent = sum(results[item.job_id].test_outcome == TestOutcome.INCOMPETENT for item in run)
+    skipped = sum(results[item.job_id].worker_outcome == WorkerOutcome.SKIPPED
+                  for item in items if item.job_id in results)
+    return {"mutants": len(items), "run": len(run), "pending": len(items) - len(run) - skipped,
+            "killed": len(run) - len(survived), "incompetent": incompetent, "survived": survived,
+            "equivalent": len(survived) - len(live), "live": live}
+
+
+def table_row(module: str, counts: dict) -> str:
+    killed, live = counts["killed"], len(counts["live"])
+    low, high = wilson(killed, killed + live)
+    score = f"{100 * killed / (killed + live):.0f}%" if killed + live else "–"
+    interval = f"{100 * low:.0f}–{100 * high:.0f}%" if killed + live else "–"
+    return (f"| {module} | {counts['mutants']} | {counts['run']} | {counts['pending']} | {killed} "
+            f"({counts['incompetent']} incompetent) | {len(counts['survived'])} | {counts['equivalent']} | {live} "
+            f"| {score} | {interval} |")
+
+
+def survivor_lines(items: list[WorkItem], results: dict[str, WorkResult], equivalent: dict) -> list[str]:
+    lines = []
+    for item in items:
+        key = mutation_key(item)
+        spec = item.mutations[0]
+        verdict = f"equivalent: {equivalent[key]}" if key in equivalent else "**not killed**"
+        changed = [line for line in (results[item.job_id].diff or "").splitlines()
+                   if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+        lines.append(f"- `{key[0]}:{spec.start_pos[0]}` {key[1]} #{key[2]} — {verdict}")
+        lines += [f"  `{line.strip()}`" for line in changed]
+    return lines
+
+
+def report(db_paths: list[Path], equivalent_path: Path | None, header: str) -> str:
+    equivalent = load_equivalent(equivalent_path)
+    rows, survivors = [], []
+    for db_path in db_paths:
+        items, results = module_outcomes(db_path)
+        if not items:
+            continue
+        counts = summarise(items, results, equivalent)
+        rows.append(table_row(mutation_key(items[0])[0], counts))
+        survivors += survivor_lines(counts["survived"], results, equivalent)
+    head = ["| module | mutants | run | pending | killed | survived | equivalent | live survivors | score "
+            "| 95% interval |", "|" + "---|" * 10]
+    return "\n".join([header, "", *head, *rows, "", "## Survivors", "", *(survivors or ["None."]), ""])
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    sampler = commands.add_parser("sample", help="keep a seeded random sample of the pending mutants")
+    sampler.add_argument("db", type=Path)
+    sampler.add_argument("--keep", type=int, required=True)
+    sampler.add_argument("--seed", type=int, default=0)
+    reporter = commands.add_parser("report", help="write the per-module mutation table")
+    reporter.add_argument("dbs", type=Path, nargs="+")
+    reporter.add_argument("--equivalent", type=Path)
+    reporter.add_argument("--header", default="# Mutation scores")
+    reporter.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.command == "sample":
+        sample(args.db, args.keep, args.seed)
+    else:
+        args.out.write_text(report(args.dbs, args.equivalent, args.header), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
