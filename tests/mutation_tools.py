@@ -1,11 +1,15 @@
 """Helpers of ``nox -s mutation`` over cosmic-ray session databases (run by the mutation session's Python, where
 cosmic-ray is installed; not collected by pytest).
 
-    python tests/mutation_tools.py sample DB --keep 30 --seed 0
+    python tests/mutation_tools.py select DB MODULE --keep 30 --seed 0
+    python tests/mutation_tools.py retest DB
     python tests/mutation_tools.py report DB [DB ...] --equivalent tests/mutation_equivalent.toml --out FILE
 
-``sample`` keeps a seeded random sample of a module's mutants and marks the rest skipped, so that a module with
-hundreds of mutants costs tens of test runs: the score is then an estimate, reported with its Wilson interval.
+``select`` marks skipped the mutants inside function signatures' annotations (the method modules import
+``annotations`` from ``__future__``: those strings are never evaluated, so each such mutant is equivalent by
+construction; class-level annotations stay, pydantic reads them), then keeps a seeded random sample of the rest, so a
+module with hundreds of mutants costs tens of test runs: its score is an estimate, reported with its Wilson interval.
+``retest`` forgets the survivors' results so the next run tests them again (after tests were added).
 ``report`` writes the per-module table (mutants, sampled, killed, survived, score over the non-equivalent mutants)
 and lists every survivor with its diff and, for those judged equivalent in the TOML file, why.
 """
@@ -13,8 +17,10 @@ and lists every survivor with its diff and, for those judged equivalent in the T
 from __future__ import annotations
 
 import argparse
+import ast
 import math
 import random
+import sqlite3
 import sys
 import tomllib
 from pathlib import Path
@@ -23,6 +29,7 @@ from cosmic_ray.work_db import WorkDB, use_db
 from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkItem, WorkResult
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile, for the Wilson interval
+IN_ANNOTATION = "in a signature annotation: never evaluated, equivalent by construction"
 
 
 def mutation_key(item: WorkItem) -> tuple[str, str, int]:
@@ -31,17 +38,52 @@ def mutation_key(item: WorkItem) -> tuple[str, str, int]:
     return (spec.module_path.as_posix(), spec.operator_name, spec.occurrence)
 
 
-def sample(db_path: Path, keep: int, seed: int) -> None:
-    """Mark all but ``keep`` seeded-random pending mutants as skipped (ordered by their key, so the draw does not
-    depend on cosmic-ray's random job ids)."""
+def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) positions, as (line, character column), of every annotation of a function's parameters or return
+    value and of annotated assignments inside function bodies: strings under ``from __future__ import annotations``."""
+    tree, lines = ast.parse(source), source.splitlines()
+
+    def position(line: int, byte_column: int) -> tuple[int, int]:  # ast counts UTF-8 bytes, cosmic-ray characters
+        return (line, len(lines[line - 1].encode()[:byte_column].decode(errors="ignore")))
+
+    annotations = []
+    for function in (node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)):
+        arguments = function.args
+        every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg]
+        annotations += [argument.annotation for argument in every if argument is not None and argument.annotation]
+        annotations += [function.returns] if function.returns else []
+        annotations += [node.annotation for node in ast.walk(function) if isinstance(node, ast.AnnAssign)]
+    return [(position(node.lineno, node.col_offset), position(node.end_lineno or node.lineno, node.end_col_offset or 0))
+            for node in annotations]
+
+
+def select(db_path: Path, module: Path, keep: int, seed: int) -> None:
+    """Skip the mutants inside signature annotations, then all but ``keep`` seeded-random others (drawn in the order
+    of their key, so the draw does not depend on cosmic-ray's random job ids; ``keep`` 0 keeps all)."""
+    source = module.read_text(encoding="utf-8")
+    if "from __future__ import annotations" not in source:
+        raise SystemExit(f"{module}: annotations are evaluated without the __future__ import; select needs it")
+    spans = annotation_spans(source)
     with use_db(str(db_path), WorkDB.Mode.open) as db:
         pending = sorted(db.pending_work_items, key=mutation_key)
-        if keep >= len(pending):
+        in_annotation = [item for item in pending
+                         if any(start <= tuple(item.mutations[0].start_pos) < end for start, end in spans)]
+        db.set_multiple_results([item.job_id for item in in_annotation],
+                                WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=IN_ANNOTATION))
+        rest = [item for item in pending if item not in in_annotation]
+        if not keep or keep >= len(rest):
             return
-        kept = set(random.Random(seed).sample(range(len(pending)), keep))
-        dropped = [item.job_id for index, item in enumerate(pending) if index not in kept]
+        kept = set(random.Random(seed).sample(range(len(rest)), keep))
+        dropped = [item.job_id for index, item in enumerate(rest) if index not in kept]
         note = f"not in the seeded sample (--sample {keep} --seed {seed})"
         db.set_multiple_results(dropped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=note))
+
+
+def retest(db_path: Path) -> None:
+    """Forget the survivors' results so ``cosmic-ray exec`` runs them again (cosmic-ray's API can set a result but
+    not remove one; the table is its documented session store)."""
+    with sqlite3.connect(db_path) as connection:
+        connection.execute("DELETE FROM work_results WHERE upper(test_outcome) = 'SURVIVED'")
 
 
 def wilson(successes: int, trials: int) -> tuple[float, float]:
@@ -70,16 +112,16 @@ def module_outcomes(db_path: Path) -> tuple[list[WorkItem], dict[str, WorkResult
 def summarise(items: list[WorkItem], results: dict[str, WorkResult], equivalent: dict) -> dict:
     """Counts of one module: run = sampled and finished; killed includes incompetent mutants (cosmic-ray's rule:
     a mutant the tests cannot even run against is not one they let through)."""
+    done = [results[item.job_id] for item in items if item.job_id in results]
     run = [item for item in items if item.job_id in results
            and results[item.job_id].worker_outcome != WorkerOutcome.SKIPPED]
     survived = [item for item in run if results[item.job_id].test_outcome == TestOutcome.SURVIVED]
     live = [item for item in survived if mutation_key(item) not in equivalent]
-    incompetent = sum(results[item.job_id].test_outcome == TestOutcome.INCOMPETENT for item in run)
-    skipped = sum(results[item.job_id].worker_outcome == WorkerOutcome.SKIPPED
-                  for item in items if item.job_id in results)
-    return {"mutants": len(items), "run": len(run), "pending": len(items) - len(run) - skipped,
-            "killed": len(run) - len(survived), "incompetent": incompetent, "survived": survived,
-            "equivalent": len(survived) - len(live), "live": live}
+    skipped = sum(result.worker_outcome == WorkerOutcome.SKIPPED for result in done)
+    return {"mutants": len(items), "annotation": sum(result.output == IN_ANNOTATION for result in done),
+            "run": len(run), "pending": len(items) - len(done), "killed": len(run) - len(survived),
+            "incompetent": sum(results[item.job_id].test_outcome == TestOutcome.INCOMPETENT for item in run),
+            "skipped": skipped, "survived": survived, "equivalent": len(survived) - len(live), "live": live}
 
 
 def table_row(module: str, counts: dict) -> str:
@@ -87,9 +129,9 @@ def table_row(module: str, counts: dict) -> str:
     low, high = wilson(killed, killed + live)
     score = f"{100 * killed / (killed + live):.0f}%" if killed + live else "–"
     interval = f"{100 * low:.0f}–{100 * high:.0f}%" if killed + live else "–"
-    return (f"| {module} | {counts['mutants']} | {counts['run']} | {counts['pending']} | {killed} "
-            f"({counts['incompetent']} incompetent) | {len(counts['survived'])} | {counts['equivalent']} | {live} "
-            f"| {score} | {interval} |")
+    return (f"| {module} | {counts['mutants']} | {counts['annotation']} | {counts['run']} | {counts['pending']} "
+            f"| {killed} ({counts['incompetent']} incompetent) | {len(counts['survived'])} | {counts['equivalent']} "
+            f"| {live} | {score} | {interval} |")
 
 
 def survivor_lines(items: list[WorkItem], results: dict[str, WorkResult], equivalent: dict) -> list[str]:
@@ -115,26 +157,31 @@ def report(db_paths: list[Path], equivalent_path: Path | None, header: str) -> s
         counts = summarise(items, results, equivalent)
         rows.append(table_row(mutation_key(items[0])[0], counts))
         survivors += survivor_lines(counts["survived"], results, equivalent)
-    head = ["| module | mutants | run | pending | killed | survived | equivalent | live survivors | score "
-            "| 95% interval |", "|" + "---|" * 10]
+    head = ["| module | mutants | in annotations | run | pending | killed | survived | equivalent | live survivors "
+            "| score | 95% interval |", "|" + "---|" * 11]
     return "\n".join([header, "", *head, *rows, "", "## Survivors", "", *(survivors or ["None."]), ""])
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    sampler = commands.add_parser("sample", help="keep a seeded random sample of the pending mutants")
-    sampler.add_argument("db", type=Path)
-    sampler.add_argument("--keep", type=int, required=True)
-    sampler.add_argument("--seed", type=int, default=0)
+    selector = commands.add_parser("select", help="skip annotation mutants, keep a seeded sample of the rest")
+    selector.add_argument("db", type=Path)
+    selector.add_argument("module", type=Path)
+    selector.add_argument("--keep", type=int, default=0)
+    selector.add_argument("--seed", type=int, default=0)
+    retester = commands.add_parser("retest", help="forget the survivors' results, to test them again")
+    retester.add_argument("db", type=Path)
     reporter = commands.add_parser("report", help="write the per-module mutation table")
     reporter.add_argument("dbs", type=Path, nargs="+")
     reporter.add_argument("--equivalent", type=Path)
     reporter.add_argument("--header", default="# Mutation scores")
     reporter.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    if args.command == "sample":
-        sample(args.db, args.keep, args.seed)
+    if args.command == "select":
+        select(args.db, args.module, args.keep, args.seed)
+    elif args.command == "retest":
+        retest(args.db)
     else:
         args.out.write_text(report(args.dbs, args.equivalent, args.header), encoding="utf-8")
     return 0
