@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nox
@@ -155,8 +156,9 @@ MUTATION_MODULES = {
 def mutation_options(posargs: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="nox -s mutation --", description="mutation testing of method modules")
     parser.add_argument("modules", nargs="*", help="module paths (default: every method module)")
-    parser.add_argument("--sample", type=int, default=0, help="mutants kept per module, seeded (0: all)")
+    parser.add_argument("--sample", type=int, default=0, help="mutants run per module (0: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=1, help="modules tested at once, each in its own clone")
     parser.add_argument("--retest-survivors", action="store_true", help="test last run's survivors again")
     options = parser.parse_args(posargs)
     unknown = [module for module in options.modules if module not in MUTATION_MODULES]
@@ -169,37 +171,36 @@ def mutation_options(posargs: list[str]) -> argparse.Namespace:
 @nox.session
 def mutation(session: nox.Session) -> None:
     """Mutation testing of method modules with cosmic-ray (slow: not in CI). cosmic-ray edits the module in place, so
-    it runs on a throwaway clone of HEAD under .nox/mutation-work/, whose sources the shared environment imports
-    through PYTHONPATH; each module is tested by its own tests (MUTATION_MODULES), golden files excluded (they only
-    pin numbers). Mutants inside signature annotations are skipped (equivalent by construction). A full pass costs
-    tens of CPU-seconds per mutant and there are thousands, so ``--sample K`` keeps K seeded-random mutants per
-    module. An interrupted session resumes where it stopped (same module source, same sample); after adding tests,
+    it runs on throwaway clones of HEAD under .nox/mutation-work/ (one per job), whose sources the shared environment
+    imports through PYTHONPATH; each module is tested by its own tests (MUTATION_MODULES), golden files excluded (they
+    only pin numbers). Mutants inside signature annotations are skipped (equivalent by construction). A mutant costs
+    tens of CPU-seconds and there are thousands, so ``--sample K`` runs K seeded-random mutants per module (a larger
+    K later extends the same sample). An interrupted session resumes where it stopped; after adding tests,
     ``--retest-survivors`` runs the survivors again. Writes results/mutation.md (scores with intervals, every
     survivor; tests/mutation_equivalent.toml says which survivors are equivalent and why).
 
-        nox -s mutation -- --sample 30 --seed 0
+        nox -s mutation -- --sample 30 --jobs 2
         nox -s mutation -- baselines/noisytune.py regularizers/mvcr.py --retest-survivors"""
     options = mutation_options(session.posargs)
     session.install("cosmic-ray==8.7.0")
-    bin_dir = shared_env(session)
-    work = ROOT / ".nox" / "mutation-work"
-    clone, src = work / "clone", work / "src" / "regbench"
-    if not clone.exists():
-        session.run("git", "clone", "--quiet", str(ROOT), str(clone), external=True)
-    session.run("git", "-C", str(clone), "fetch", "--quiet", str(ROOT), "HEAD", external=True)
-    session.run("git", "-C", str(clone), "checkout", "--quiet", "--force", "FETCH_HEAD", external=True)  # no mutant
-    head = session.run("git", "-C", str(clone), "rev-parse", "--short", "HEAD", external=True, silent=True).strip()
-    src.mkdir(parents=True, exist_ok=True)
-    for folder in ("harness", "benchmarks", "regularizers", "baselines"):
-        if not (src / folder).exists():
-            (src / folder).symlink_to(clone / folder)
-    data = os.environ.get("REGBENCH_DATA_DIR") or str(ROOT.parent / "shared" / "data")  # the clone has no ../shared
-    for module in options.modules:
-        test = (f"env PYTHONPATH={src.parent} REGBENCH_DATA_DIR={data} {bin_dir / 'python'} -m pytest -x -q "
-                f"-p no:cacheprovider {' '.join(MUTATION_TESTS)} -k '({MUTATION_MODULES[module]}) and not golden'")
-        mutate_module(session, clone, work / Path(module).stem, module, test, options)
-    current = [work / f"{Path(module).stem}.sqlite" for module in MUTATION_MODULES
-               if mutation_stamp(clone / module, options).split()[0] == stamp_of(work / Path(module).stem)]
+    bin_dir, work = shared_env(session), ROOT / ".nox" / "mutation-work"
+    lanes = [mutation_clone(session, work, lane) for lane in range(max(1, options.jobs))]
+    data = os.environ.get("REGBENCH_DATA_DIR") or str(ROOT.parent / "shared" / "data")  # the clones have no ../shared
+
+    def run_lane(lane: int) -> None:
+        clone = lanes[lane]
+        for module in options.modules[lane::len(lanes)]:
+            test = (f"env PYTHONPATH={clone.parent / 'src'} REGBENCH_DATA_DIR={data} {bin_dir / 'python'} -m pytest "
+                    f"-x -q -p no:cacheprovider {' '.join(MUTATION_TESTS)} "
+                    f"-k '({MUTATION_MODULES[module]}) and not golden'")
+            mutate_module(session, clone, work / Path(module).stem, module, test, options)
+
+    with ThreadPoolExecutor(len(lanes)) as pool:
+        list(pool.map(run_lane, range(len(lanes))))  # list(): re-raise a lane's failure
+    head = session.run("git", "rev-parse", "--short", "HEAD", external=True, silent=True).strip()
+    stamps = {module: (work / Path(module).stem).with_suffix(".stamp") for module in MUTATION_MODULES}
+    current = [str(stamp.with_suffix(".sqlite")) for module, stamp in stamps.items()  # made from today's source
+               if stamp.exists() and stamp.read_text() == mutation_stamp(ROOT / module, options)]
     header = (f"# Mutation scores of the method modules\n\nGenerated by `nox -s mutation -- --sample {options.sample} "
               f"--seed {options.seed}` (cosmic-ray 8.7.0) on code {head}. Tests: each module's own "
               "(noxfile.MUTATION_MODULES), golden files excluded. Mutants inside signature annotations are skipped as "
@@ -207,40 +208,48 @@ def mutation(session: nox.Session) -> None:
               "sampled others. `killed` counts incompetent mutants (the tests cannot run against them); `live "
               "survivors` are survivors not judged equivalent in tests/mutation_equivalent.toml; score = killed / "
               "(killed + live survivors), with its 95% Wilson interval (the sampling error of a sample).")
-    session.run("python", "tests/mutation_tools.py", "report", *map(str, current), "--equivalent",
+    session.run("python", "tests/mutation_tools.py", "report", *current, "--equivalent",
                 "tests/mutation_equivalent.toml", "--header", header, "--out", "results/mutation.md")
 
 
+def mutation_clone(session: nox.Session, work: Path, lane: int) -> Path:
+    """A clone of HEAD at ``work/lane-N/clone`` (reset: no mutant left behind), linked as regbench/ under
+    ``work/lane-N/src`` for PYTHONPATH."""
+    clone, src = work / f"lane-{lane}" / "clone", work / f"lane-{lane}" / "src" / "regbench"
+    if not clone.exists():
+        session.run("git", "clone", "--quiet", str(ROOT), str(clone), external=True)
+    session.run("git", "-C", str(clone), "fetch", "--quiet", str(ROOT), "HEAD", external=True)
+    session.run("git", "-C", str(clone), "checkout", "--quiet", "--force", "FETCH_HEAD", external=True)
+    src.mkdir(parents=True, exist_ok=True)
+    for folder in ("harness", "benchmarks", "regularizers", "baselines"):
+        if not (src / folder).exists():
+            (src / folder).symlink_to(clone / folder)
+    return clone
+
+
 def mutation_stamp(module: Path, options: argparse.Namespace) -> str:
-    """What a module's cosmic-ray session was made from: its source, the sample size and the seed."""
-    digest = hashlib.sha256(module.read_bytes()).hexdigest()[:16]
-    return f"{digest} sample={options.sample} seed={options.seed}\n"
-
-
-def stamp_of(base: Path) -> str:
-    stamp = base.with_suffix(".stamp")
-    return stamp.read_text().split()[0] if stamp.exists() and base.with_suffix(".sqlite").exists() else ""
+    """What a module's cosmic-ray session was made from: its source and the sampling seed."""
+    return f"{hashlib.sha256(module.read_bytes()).hexdigest()[:16]} seed={options.seed}\n"
 
 
 def mutate_module(session: nox.Session, clone: Path, base: Path, module: str, test: str,
                   options: argparse.Namespace) -> None:
-    """Init and select the module's cosmic-ray session unless one made from the same source and sample exists, then
-    run whatever is pending in it (after forgetting the survivors' results with --retest-survivors)."""
+    """Init the module's cosmic-ray session unless one made from the same source and seed exists, select its
+    sample, then run whatever is pending (after forgetting the survivors' results with --retest-survivors)."""
     config, db, stamp_file = base.with_suffix(".toml"), base.with_suffix(".sqlite"), base.with_suffix(".stamp")
     config.write_text(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = 300.0\nexcluded-modules = []\n'
                       f'test-command = "{test}"\n\n[cosmic-ray.distributor]\nname = "local"\n')
-    stamp = mutation_stamp(clone / module, options)
-    tools = str(ROOT / "tests" / "mutation_tools.py")
+    stamp, tools = mutation_stamp(clone / module, options), str(ROOT / "tests" / "mutation_tools.py")
     with session.chdir(clone):
         if not db.exists() or not stamp_file.exists() or stamp_file.read_text() != stamp:
             db.unlink(missing_ok=True)
             session.run("cosmic-ray", "init", str(config), str(db))
-            session.run("python", tools, "select", str(db), module, "--keep", str(options.sample),
-                        "--seed", str(options.seed))
             session.run("cosmic-ray", "baseline", str(config))  # the unmutated module must pass its tests
             stamp_file.write_text(stamp)
         elif options.retest_survivors:
             session.run("python", tools, "retest", str(db))
+        session.run("python", tools, "select", str(db), module, "--keep", str(options.sample),
+                    "--seed", str(options.seed))
         session.run("cosmic-ray", "exec", str(config), str(db))
 
 

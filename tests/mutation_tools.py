@@ -58,32 +58,41 @@ def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]
 
 
 def select(db_path: Path, module: Path, keep: int, seed: int) -> None:
-    """Skip the mutants inside signature annotations, then all but ``keep`` seeded-random others (drawn in the order
-    of their key, so the draw does not depend on cosmic-ray's random job ids; ``keep`` 0 keeps all)."""
+    """Skip the mutants inside signature annotations; of the others keep the first ``keep`` of a seeded shuffle
+    (0: all) and skip the rest. The shuffle orders mutants by their key, so it does not depend on cosmic-ray's random
+    job ids, and a larger ``keep`` with the same seed extends the sample: mutants already run keep their results."""
     source = module.read_text(encoding="utf-8")
     if "from __future__ import annotations" not in source:
         raise SystemExit(f"{module}: annotations are evaluated without the __future__ import; select needs it")
     spans = annotation_spans(source)
     with use_db(str(db_path), WorkDB.Mode.open) as db:
-        pending = sorted(db.pending_work_items, key=mutation_key)
-        in_annotation = [item for item in pending
-                         if any(start <= tuple(item.mutations[0].start_pos) < end for start, end in spans)]
-        db.set_multiple_results([item.job_id for item in in_annotation],
-                                WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=IN_ANNOTATION))
-        rest = [item for item in pending if item not in in_annotation]
-        if not keep or keep >= len(rest):
-            return
-        kept = set(random.Random(seed).sample(range(len(rest)), keep))
-        dropped = [item.job_id for index, item in enumerate(rest) if index not in kept]
+        items, results = sorted(db.work_items, key=mutation_key), dict(db.results)
+        inside = {item.job_id for item in items
+                  if any(start <= tuple(item.mutations[0].start_pos) < end for start, end in spans)}
+        rest = [item.job_id for item in items if item.job_id not in inside]
+        random.Random(seed).shuffle(rest)
+        kept = set(rest[:keep] if keep else rest)
         note = f"not in the seeded sample (--sample {keep} --seed {seed})"
-        db.set_multiple_results(dropped, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=note))
+        db.set_multiple_results([job for job in inside if job not in results],
+                                WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=IN_ANNOTATION))
+        db.set_multiple_results([job for job in rest if job not in kept and job not in results],
+                                WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output=note))
+    newly_kept = [job for job in kept if job in results and results[job].worker_outcome == WorkerOutcome.SKIPPED]
+    forget(db_path, newly_kept)
+
+
+def forget(db_path: Path, job_ids: list[str]) -> None:
+    """Remove results so ``cosmic-ray exec`` runs those mutants (again). cosmic-ray's API can set a result but not
+    remove one; ``work_results`` is its session table."""
+    with sqlite3.connect(db_path) as connection:
+        connection.executemany("DELETE FROM work_results WHERE job_id = ?", [(job,) for job in job_ids])
 
 
 def retest(db_path: Path) -> None:
-    """Forget the survivors' results so ``cosmic-ray exec`` runs them again (cosmic-ray's API can set a result but
-    not remove one; the table is its documented session store)."""
-    with sqlite3.connect(db_path) as connection:
-        connection.execute("DELETE FROM work_results WHERE upper(test_outcome) = 'SURVIVED'")
+    """Forget the survivors' results so the next run tests them again (after tests were added)."""
+    with use_db(str(db_path), WorkDB.Mode.open) as db:
+        survivors = [job for job, result in db.results if result.test_outcome == TestOutcome.SURVIVED]
+    forget(db_path, survivors)
 
 
 def wilson(successes: int, trials: int) -> tuple[float, float]:
