@@ -186,12 +186,13 @@ def mutation(session: nox.Session) -> None:
     bin_dir, work = shared_env(session), ROOT / ".nox" / "mutation-work"
     lanes = [mutation_clone(session, work, lane) for lane in range(max(1, options.jobs))]
     data = os.environ.get("REGBENCH_DATA_DIR") or str(ROOT.parent / "shared" / "data")  # the clones have no ../shared
+    threads = "OMP_NUM_THREADS=1 " if len(lanes) > 1 else ""  # lanes share the cores instead of fighting for them
 
     def run_lane(lane: int) -> None:
         clone = lanes[lane]
         for module in options.modules[lane::len(lanes)]:
-            test = (f"env PYTHONPATH={clone.parent / 'src'} REGBENCH_DATA_DIR={data} {bin_dir / 'python'} -m pytest "
-                    f"-x -q -p no:cacheprovider {' '.join(MUTATION_TESTS)} "
+            test = (f"env PYTHONPATH={clone.parent / 'src'} REGBENCH_DATA_DIR={data} {threads}{bin_dir / 'python'} "
+                    f"-m pytest -x -q -p no:cacheprovider {' '.join(MUTATION_TESTS)} "
                     f"-k '({MUTATION_MODULES[module]}) and not golden'")
             mutate_module(session, clone, work / Path(module).stem, module, test, options)
 
