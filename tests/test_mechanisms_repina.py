@@ -4,10 +4,15 @@ and goes through φ for REPINA_MLP. Targets come from an independent pretrained 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+
 import pytest
 import torch
-from mechanism_helpers import make_batch, prepared, tiny_model
+from mechanism_helpers import context, make_batch, prepared, tiny_model
 from torch import nn
+
+from regbench.harness.run.method import get_method
 
 NAMES = ("repina_i", "repina_mlp")
 
@@ -77,3 +82,44 @@ def test_repina_mlp_starts_as_the_identity_and_repina_i_has_no_projection():
     with torch.no_grad():
         assert torch.equal(method.phi(z), z)
     assert prepared("repina_i")[0].phi is None
+
+
+def test_repina_mlp_hidden_layer_is_drawn_from_a_centred_normal_with_the_models_init_std():
+    # Only W₁ is random (φ is the identity through W₂ = 0 whatever W₁ is, so the identity test cannot see W₁'s draw).
+    method, model = prepared("repina_mlp")
+    weight = method.phi.up.weight.detach().double()
+    init_std = model.encoder.config.initializer_range
+    assert abs(float(weight.mean())) < 4 * init_std / weight.numel() ** 0.5
+    assert float(weight.std()) == pytest.approx(init_std, rel=0.1)
+    for tensor in (method.phi.up.bias, method.phi.down.weight, method.phi.down.bias):
+        assert not tensor.any()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lambda_zero_adds_exactly_zero_to_the_loss(name):
+    method, model = prepared(name, {"lam": 0.0})
+    _move(model, 0.02)  # away from the start, so the distance itself is not zero
+    batch = make_batch()
+    term = method.loss(model, batch, model(**batch))["repina"]
+    assert method.logs["repina_distance"] > 0
+    assert float(term) == 0.0 and not term.requires_grad
+
+
+@pytest.mark.parametrize("cache_targets", [True, False])
+def test_frozen_targets_are_computed_under_the_runs_autocast(cache_targets):
+    # The loop hands its precision (bf16 autocast on hosts that have it) to the method; the frozen forward must use
+    # it too, or the targets and the fine-tuned representation differ by precision alone.
+    entered = []
+
+    @contextlib.contextmanager
+    def autocast():
+        entered.append(True)
+        yield
+
+    model = tiny_model()
+    method = get_method("repina_i", {"cache_targets": cache_targets})
+    method.num_epochs(1)
+    method.prepare(dataclasses.replace(context(model), autocast=autocast))
+    batch = make_batch()
+    method.loss(model, batch, model(**batch))
+    assert entered
