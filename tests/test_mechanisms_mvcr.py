@@ -8,10 +8,14 @@ import math
 
 import pytest
 import torch
-from mechanism_helpers import LR, first_step, largest_update, prepared
+from mechanism_helpers import LR, ONE_STEP, SEED, first_step, largest_update, pad_id, prepared, tiny_model, with_config
 from torch import nn
 
 from regbench.baselines.mixout import MixLinear
+from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import get_method
+from regbench.harness.run.train import train
+from regbench.harness.testing.probe import synthetic_data, synthetic_task
 
 NAMES = ("mvcr", "mvcr+mixout")
 FORWARDS = 300
@@ -98,3 +102,46 @@ def test_autoencoder_optimiser_steps_at_multiplier_times_the_base_lr(name, multi
     ae = [n for n in before if ".haes." in n]
     assert ae and largest_update(before, after, ae) == pytest.approx(multiplier * LR, rel=0.01)
     assert largest_update(before, after, [n for n in before if n not in ae]) == 0.0
+
+
+def _main_lrs_after_each_step(name: str, warmup_ratio: float) -> tuple[list[float], int, int]:
+    """The main optimiser's LR for the next step, read after every step of a real run (AE warm-up, then phase 2),
+    with the run's steps per epoch and its AE warm-up epochs."""
+    method, model = get_method(name), tiny_model()
+    lrs, after_step = [], method.after_step
+
+    def spy(m):
+        after_step(m)
+        lrs.append(method.main_optimizer().param_groups[0]["lr"])
+
+    method.after_step = spy
+    config = with_config(ONE_STEP, warmup_ratio=warmup_ratio)
+    train(model, method, synthetic_task("classification"), synthetic_data("classification"), config, SEED, pad_id())
+    return lrs, len(lrs) // (method.warmup + 1), method.warmup
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("warmup_ratio", [0.0, 0.5])
+def test_phase_two_restarts_the_linear_schedule_at_its_own_first_step(name, warmup_ratio):
+    # After the AE-only epochs the main LR schedule starts over (warm-up, then linear decay to zero) over phase 2's
+    # steps alone, as if phase 2 were the whole run: written out here, not through the module's helper.
+    lrs, per_epoch, ae_epochs = _main_lrs_after_each_step(name, warmup_ratio)
+    start, steps = ae_epochs * per_epoch, len(lrs) - ae_epochs * per_epoch
+    warm = math.ceil(warmup_ratio * steps)
+    for k in range(steps):  # lrs[start - 1 + k] is the LR of phase 2's step k
+        want = k / max(1, warm) if k < warm else max(0.0, (steps - k) / max(1, steps - warm))
+        assert lrs[start - 1 + k] == pytest.approx(LR * want, abs=1e-12), (k, lrs)
+
+
+@pytest.mark.parametrize(("field", "value", "valid"), [
+    ("ae_dropout", 0.0, True), ("ae_dropout", 0.5, True), ("ae_dropout", 1.0, False), ("ae_dropout", 1.5, False),
+    ("ae_dropout", -0.1, False),
+    ("noise_std", 0.0, True), ("noise_std", -1e-3, False),
+    ("ae_lr_multiplier", 1e-3, True), ("ae_lr_multiplier", 0.0, False),
+])
+def test_config_bounds_are_inclusive_exactly_where_the_method_allows(field, value, valid):
+    if valid:
+        assert getattr(get_method("mvcr", {field: value}).config, field) == value
+    else:
+        with pytest.raises(ConfigError, match=field):
+            get_method("mvcr", {field: value})
