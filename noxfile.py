@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -188,13 +189,17 @@ def mutation(session: nox.Session) -> None:
     data = os.environ.get("REGBENCH_DATA_DIR") or str(ROOT.parent / "shared" / "data")  # the clones have no ../shared
     threads = "OMP_NUM_THREADS=1 " if len(lanes) > 1 else ""  # lanes share the cores instead of fighting for them
 
+    plan = []  # (clone, config, db): prepared one by one (session.chdir is process-wide), then run in lanes
+    for index, module in enumerate(options.modules):
+        clone = lanes[index % len(lanes)]
+        test = (f"env PYTHONPATH={clone.parent / 'src'} REGBENCH_DATA_DIR={data} {threads}{bin_dir / 'python'} "
+                f"-m pytest -x -q -p no:cacheprovider {' '.join(MUTATION_TESTS)} "
+                f"-k '({MUTATION_MODULES[module]}) and not golden'")
+        plan.append((clone, *prepare_mutants(session, clone, work / Path(module).stem, module, test, options)))
+
     def run_lane(lane: int) -> None:
-        clone = lanes[lane]
-        for module in options.modules[lane::len(lanes)]:
-            test = (f"env PYTHONPATH={clone.parent / 'src'} REGBENCH_DATA_DIR={data} {threads}{bin_dir / 'python'} "
-                    f"-m pytest -x -q -p no:cacheprovider {' '.join(MUTATION_TESTS)} "
-                    f"-k '({MUTATION_MODULES[module]}) and not golden'")
-            mutate_module(session, clone, work / Path(module).stem, module, test, options)
+        for clone, config, db in plan[lane::len(lanes)]:  # cwd per subprocess: threads must not chdir
+            subprocess.run([str(Path(session.bin) / "cosmic-ray"), "exec", config, db], cwd=clone, check=True)
 
     with ThreadPoolExecutor(len(lanes)) as pool:
         list(pool.map(run_lane, range(len(lanes))))  # list(): re-raise a lane's failure
@@ -233,10 +238,11 @@ def mutation_stamp(module: Path, options: argparse.Namespace) -> str:
     return f"{hashlib.sha256(module.read_bytes()).hexdigest()[:16]} seed={options.seed}\n"
 
 
-def mutate_module(session: nox.Session, clone: Path, base: Path, module: str, test: str,
-                  options: argparse.Namespace) -> None:
-    """Init the module's cosmic-ray session unless one made from the same source and seed exists, select its
-    sample, then run whatever is pending (after forgetting the survivors' results with --retest-survivors)."""
+def prepare_mutants(session: nox.Session, clone: Path, base: Path, module: str, test: str,
+                    options: argparse.Namespace) -> tuple[str, str]:
+    """Init the module's cosmic-ray session unless one made from the same source and seed exists (checking the
+    unmutated module passes its tests), forget the survivors' results with --retest-survivors, select the sample.
+    Returns the config and database that ``cosmic-ray exec`` then runs in ``clone``."""
     config, db, stamp_file = base.with_suffix(".toml"), base.with_suffix(".sqlite"), base.with_suffix(".stamp")
     config.write_text(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = 300.0\nexcluded-modules = []\n'
                       f'test-command = "{test}"\n\n[cosmic-ray.distributor]\nname = "local"\n')
@@ -245,13 +251,13 @@ def mutate_module(session: nox.Session, clone: Path, base: Path, module: str, te
         if not db.exists() or not stamp_file.exists() or stamp_file.read_text() != stamp:
             db.unlink(missing_ok=True)
             session.run("cosmic-ray", "init", str(config), str(db))
-            session.run("cosmic-ray", "baseline", str(config))  # the unmutated module must pass its tests
+            session.run("cosmic-ray", "baseline", str(config))
             stamp_file.write_text(stamp)
         elif options.retest_survivors:
             session.run("python", tools, "retest", str(db))
         session.run("python", tools, "select", str(db), module, "--keep", str(options.sample),
                     "--seed", str(options.seed))
-        session.run("cosmic-ray", "exec", str(config), str(db))
+    return str(config), str(db)
 
 
 CODE = ["harness", "benchmarks", "regularizers", "baselines"]
