@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from regbench.harness.api import run
+from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import get_method
 from regbench.harness.run.model import TINY_MODEL, TaskModel, load_pretrained
 from regbench.harness.run.train import TrainConfig, train
@@ -175,3 +176,13 @@ def test_every_method_runs_one_epoch_end_to_end(tiny_config, method, task):
     record = run(tiny_config(task, method=method, train_size=8, dev_size=8, max_test_examples=8, epochs=1))
     assert record["run_info"]["status"] in {"ok", "failed"}
     assert set(record["metrics"]["test"]) >= {"primary"}
+
+
+@pytest.mark.parametrize(("momentum", "valid"), [(0.0, True), (0.99, True), (1.0, True), (-0.01, False),
+                                                  (1.01, False)])
+def test_smart_bregman_momentum_accepts_exactly_the_closed_unit_interval(momentum, valid):
+    if valid:
+        assert get_method("smart", {"bregman_momentum": momentum}).config.bregman_momentum == momentum
+    else:
+        with pytest.raises(ConfigError, match="bregman_momentum"):
+            get_method("smart", {"bregman_momentum": momentum})

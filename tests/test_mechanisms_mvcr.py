@@ -16,6 +16,7 @@ from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import get_method
 from regbench.harness.run.train import train
 from regbench.harness.testing.probe import synthetic_data, synthetic_task
+from regbench.regularizers._hae import path_probabilities
 
 NAMES = ("mvcr", "mvcr+mixout")
 FORWARDS = 300
@@ -115,9 +116,11 @@ def _main_lrs_after_each_step(name: str, warmup_ratio: float) -> tuple[list[floa
         lrs.append(method.main_optimizer().param_groups[0]["lr"])
 
     method.after_step = spy
-    config = with_config(ONE_STEP, warmup_ratio=warmup_ratio)
+    # Two main epochs after one AE epoch: phase 2 is longer than phase 1, so counting its steps from the wrong origin
+    # (or modulo the warm-up length) shows.
+    config = with_config(ONE_STEP, epochs=2, warmup_ratio=warmup_ratio)
     train(model, method, synthetic_task("classification"), synthetic_data("classification"), config, SEED, pad_id())
-    return lrs, len(lrs) // (method.warmup + 1), method.warmup
+    return lrs, len(lrs) // (method.warmup + config.epochs), method.warmup
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -138,6 +141,7 @@ def test_phase_two_restarts_the_linear_schedule_at_its_own_first_step(name, warm
     ("ae_dropout", -0.1, False),
     ("noise_std", 0.0, True), ("noise_std", -1e-3, False),
     ("ae_lr_multiplier", 1e-3, True), ("ae_lr_multiplier", 0.0, False),
+    ("n_layers_with_ae", 1, True), ("n_layers_with_ae", 0, False), ("n_layers_with_ae", 4, False),
 ])
 def test_config_bounds_are_inclusive_exactly_where_the_method_allows(field, value, valid):
     if valid:
@@ -145,3 +149,12 @@ def test_config_bounds_are_inclusive_exactly_where_the_method_allows(field, valu
     else:
         with pytest.raises(ConfigError, match=field):
             get_method("mvcr", {field: value})
+
+
+@pytest.mark.parametrize("n_haes", [1, 2, 3, 5])
+def test_outer_path_probabilities_are_a_distribution_with_the_identity_taking_the_rest(n_haes):
+    # The multinomial draw would normalise any positive weights; the function's contract is the distribution itself.
+    probabilities = path_probabilities(n_haes)
+    share = 1 / (2 * n_haes - 1)
+    assert probabilities.tolist() == pytest.approx([share] * n_haes + [(n_haes - 1) * share])
+    assert float(probabilities.sum()) == pytest.approx(1.0)

@@ -123,3 +123,13 @@ def test_frozen_targets_are_computed_under_the_runs_autocast(cache_targets):
     batch = make_batch()
     method.loss(model, batch, model(**batch))
     assert entered
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_frozen_copy_is_declared_frozen_until_finalize(name):
+    # The conformance suite checks what frozen_modules() declares (no gradient, eval mode, unchanged): an empty list
+    # would pass it vacuously.
+    method, model = prepared(name)
+    assert method.frozen_modules() == [method.frozen] and method.frozen is not model
+    method.finalize(model)
+    assert method.frozen_modules() == []
