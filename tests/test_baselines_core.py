@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 import torch
+from optuna.distributions import FloatDistribution
 from torch import nn
 
 from regbench.harness.api import run
 from regbench.harness.core.errors import ConfigError
+from regbench.harness.run.method import METHODS as REGISTRY
 from regbench.harness.run.method import get_method
 from regbench.harness.run.model import TINY_MODEL, TaskModel, load_pretrained
 from regbench.harness.run.train import TrainConfig, train
@@ -186,3 +188,13 @@ def test_smart_bregman_momentum_accepts_exactly_the_closed_unit_interval(momentu
     else:
         with pytest.raises(ConfigError, match="bregman_momentum"):
             get_method("smart", {"bregman_momentum": momentum})
+
+
+@pytest.mark.parametrize("name", [name for name in REGISTRY.names() if not name.startswith("_")])
+def test_search_ranges_spanning_decades_are_searched_on_a_log_scale(name):
+    # A range over ≥ 2 decades searched uniformly spends almost every trial in its top decade (METHODS.md gives
+    # these ranges as log-uniform).
+    for param, distribution in get_method(name).search_space().items():
+        if isinstance(distribution, FloatDistribution) and distribution.low > 0 \
+                and distribution.high / distribution.low >= 100:
+            assert distribution.log, f"{name}: {param} spans {distribution.low}–{distribution.high} uniformly"

@@ -218,3 +218,12 @@ def test_end_to_end_on_each_task_type(tiny_config, task):
     assert [p["epoch"] for p in record["train_info"]["dev_curve"]] == [2]
     assert record["train_info"]["epoch_losses"][1]["method/recon"] > 0
     assert record["metrics"]["test"] is not None
+
+
+def test_reconstruction_loss_is_the_mean_squared_error_over_real_positions_and_hidden_units():
+    generator = torch.Generator().manual_seed(5)
+    noisy, out = torch.randn(2, 5, 7, generator=generator), torch.randn(2, 5, 7, generator=generator)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]).unsqueeze(-1).float()  # 8 real positions of 10
+    want = ((out - noisy).pow(2) * mask).sum() / (8 * 7)  # hidden width 7 ≠ length 5: the divisor shows
+    assert float(_masked_recon(noisy, [out, out], mask)) == pytest.approx(float(want), rel=1e-6)
+    assert float(_masked_recon(noisy, [out], torch.zeros_like(mask))) == 0.0  # an all-padding batch: zero, not NaN
