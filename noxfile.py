@@ -143,12 +143,13 @@ MUTATION_TESTS = ["tests/test_mechanisms.py", "tests/test_mechanisms_mvcr.py", "
                   "tests/conformance/test_conformance.py"]
 
 
-# Each method module with the pytest -k expression that selects its own tests (mechanism, unit, conformance).
+# Each method module with the pytest -k expression that selects its own tests (mechanism, unit, conformance) and those
+# of the methods that import it (SMART uses R3F's divergences, ReInit LLRD's layer list).
 MUTATION_MODULES = {
     "regularizers/repina.py": "repina", "regularizers/mvcr.py": "mvcr", "regularizers/_hae.py": "mvcr",
-    "baselines/smart.py": "smart", "baselines/r3f.py": "r3f or r4f", "baselines/lp_ft.py": "lp_ft or lp-ft",
+    "baselines/smart.py": "smart", "baselines/r3f.py": "r3f or r4f or smart", "baselines/lp_ft.py": "lp_ft or lp-ft",
     "baselines/l2_sp.py": "l2_sp or l2sp or l2-sp", "baselines/child_tuning.py": "childtuning or fisher",
-    "baselines/mixout.py": "mixout", "baselines/llrd.py": "llrd", "baselines/noisytune.py": "noisytune",
+    "baselines/mixout.py": "mixout", "baselines/llrd.py": "llrd or reinit", "baselines/noisytune.py": "noisytune",
     "baselines/reinit.py": "reinit", "baselines/mvcr_mixout.py": "mixout", "baselines/freeze.py": "freeze",
     "baselines/std_plus_plus.py": "std++ or std_plus_plus", "baselines/std.py": "std",
 }

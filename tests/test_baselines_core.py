@@ -198,3 +198,40 @@ def test_search_ranges_spanning_decades_are_searched_on_a_log_scale(name):
         if isinstance(distribution, FloatDistribution) and distribution.low > 0 \
                 and distribution.high / distribution.low >= 100:
             assert distribution.log, f"{name}: {param} spans {distribution.low}–{distribution.high} uniformly"
+
+
+SHARED_LR = (1e-5, 5e-4, True)
+# Every tuned range of ../shared/METHODS.md, written out from the spec (not read from the modules): (low, high, log).
+SPEC_RANGES: dict[str, dict[str, tuple]] = {
+    "std": {}, "std++": {"lr": (1e-5, 1e-4, True)}, "lp_ft": {"head_lr": (1e-3, 1e-1, True)},
+    "l2_sp": {"alpha": (1e-4, 1.0, True)}, "smart": {"lam": (0.1, 10.0, True), "step_size": (1e-5, 1e-3, True)},
+    "r3f": {"lam": (0.1, 5.0, True)}, "r4f": {"lam": (0.1, 5.0, True)}, "freeze": {"lr": (1e-3, 1e-1, True)},
+    "repina_i": {"lam": (1e-3, 10.0, True)}, "repina_mlp": {"lam": (1e-3, 10.0, True)},
+    "mvcr": {"n_layers_with_ae": (1, 3, False)}, "mvcr+mixout": {"n_layers_with_ae": (1, 3, False)},
+    "mixout": {"p": (0.1, 0.9, False)}, "childtuning_d": {"p": (0.1, 0.5, False)},
+    "childtuning_f": {"p": (0.1, 0.5, False)}, "noisytune": {"noise_lambda": (0.05, 0.3, False)},
+    "llrd": {"decay": (0.7, 1.0, False)}, "reinit": {"layers": (1, 3, False)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPEC_RANGES))
+def test_search_space_is_the_one_methods_md_specifies(name):
+    space = get_method(name).search_space()
+    numeric = {param: (d.low, d.high, d.log) for param, d in space.items() if hasattr(d, "low")}
+    assert numeric == {"lr": SHARED_LR, **SPEC_RANGES[name]}
+    assert set(REGISTRY.names()) - {n for n in REGISTRY.names() if n.startswith("_")} <= set(SPEC_RANGES)
+
+
+@pytest.mark.parametrize(("name", "field", "value", "valid"), [
+    ("lp-ft", "lp_fraction", 0.0, True), ("lp-ft", "lp_fraction", 1.0, True), ("lp-ft", "lp_fraction", -0.01, False),
+    ("lp-ft", "lp_fraction", 1.01, False), ("lp-ft", "stage_warmup_ratio", 0.0, True),
+    ("lp-ft", "stage_warmup_ratio", 0.99, True), ("lp-ft", "stage_warmup_ratio", 1.0, False),
+    ("lp-ft", "stage_warmup_ratio", 1.5, False), ("lp-ft", "stage_warmup_ratio", -0.01, False),
+    ("r3f", "lam", 0.0, True), ("r3f", "lam", -0.5, False), ("r3f", "eps", 0.0, True), ("r3f", "eps", -1e-6, False),
+])
+def test_config_bounds_hold_exactly_at_their_edges(name, field, value, valid):
+    if valid:
+        assert getattr(get_method(name, {field: value}).config, field) == value
+    else:
+        with pytest.raises(ConfigError):
+            get_method(name, {field: value})

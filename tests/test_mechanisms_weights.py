@@ -12,10 +12,12 @@ import torch
 from mechanism_helpers import (
     LR,
     ONE_STEP,
+    SEED,
     context,
     first_step,
     largest_update,
     make_batch,
+    pad_id,
     prepared,
     tiny_model,
     with_config,
@@ -23,6 +25,8 @@ from mechanism_helpers import (
 
 from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import get_method
+from regbench.harness.run.train import train
+from regbench.harness.testing.probe import synthetic_data, synthetic_task
 
 LAYERS = 2  # the tiny random BERT
 
@@ -203,3 +207,58 @@ def test_noisytune_searches_the_lambda_range_of_methods_md_around_its_default():
     space = get_method("noisytune").search_space()
     assert (space["noise_lambda"].low, space["noise_lambda"].high) == (0.05, 0.3) and not space["noise_lambda"].log
     assert get_method("noisytune").config.noise_lambda == 0.15
+
+
+def _lp_ft_run(params: dict, epochs: int) -> tuple[list[float], list[float], object]:
+    """LP-FT over a real run: the main optimiser's LR for the next step after every step, and the head's gradient
+    norm as stage 1's head optimiser sees it (after any clipping)."""
+    method, model = get_method("lp-ft", params), tiny_model()
+    lrs, head_norms = [], []
+    after_step, head_step = method.after_step, None
+
+    def step_spy(m):
+        after_step(m)
+        lrs.append(method.main_optimizer().param_groups[0]["lr"])
+
+    def backward_spy(m):
+        nonlocal head_step
+        if head_step is None and method.head_optimizer is not None:
+            head_step = method.head_optimizer.step
+
+            def recorded_step(*args, **kwargs):
+                grads = [p.grad for p in m.head.parameters() if p.grad is not None]
+                head_norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+                return head_step(*args, **kwargs)
+            method.head_optimizer.step = recorded_step
+        after_backward(m)
+
+    after_backward = method.after_backward
+    method.after_step, method.after_backward = step_spy, backward_spy
+    train(model, method, synthetic_task("classification"), synthetic_data("classification"),
+          with_config(ONE_STEP, epochs=epochs), SEED, pad_id())
+    return lrs, head_norms, method
+
+
+@pytest.mark.filterwarnings(r"ignore:Seems like `optimizer.step\(\)` has been overridden")  # the spy wraps it
+@pytest.mark.parametrize("stage_warmup_ratio", [0.0, 0.5])
+def test_lp_ft_stage_two_restarts_the_linear_schedule_over_its_own_steps(stage_warmup_ratio):
+    # A quarter of 4 epochs probes: stage 2 (3× longer than stage 1) warms up and decays to zero over its own steps.
+    params = {"lp_fraction": 0.25, "stage_warmup_ratio": stage_warmup_ratio}
+    lrs, _, method = _lp_ft_run(params, epochs=4)
+    probe, tune = method.probe_steps, len(lrs) - method.probe_steps
+    assert probe >= 1 and tune > 2 * probe
+    warm = math.ceil(stage_warmup_ratio * tune)
+    for k in range(tune):  # lrs[probe - 1 + k]: the LR of stage 2's step k
+        want = k / max(1, warm) if k < warm else max(0.0, (tune - k) / max(1, tune - warm))
+        assert lrs[probe - 1 + k] == pytest.approx(LR * want, abs=1e-12), (k, lrs)
+
+
+@pytest.mark.filterwarnings(r"ignore:Seems like `optimizer.step\(\)` has been overridden")  # the spy wraps it
+@pytest.mark.parametrize("max_norm", [1e-3, 0.0])
+def test_lp_ft_stage_one_clips_the_head_gradient_norm_unless_off(max_norm):
+    _, norms, _ = _lp_ft_run({"lp_fraction": 0.5, "lp_max_grad_norm": max_norm}, epochs=2)
+    assert norms
+    if max_norm:
+        assert max(norms) == pytest.approx(max_norm, rel=1e-4)
+    else:  # 0 = off: the raw gradients are far larger than 1e-3
+        assert min(norms) > 1e-2
