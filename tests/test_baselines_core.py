@@ -10,6 +10,8 @@ import torch
 from optuna.distributions import FloatDistribution
 from torch import nn
 
+from regbench.baselines.child_tuning import keep_threshold
+from regbench.baselines.mixout import apply_mixout
 from regbench.harness.api import run
 from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import METHODS as REGISTRY
@@ -228,6 +230,9 @@ def test_search_space_is_the_one_methods_md_specifies(name):
     ("lp-ft", "stage_warmup_ratio", 0.99, True), ("lp-ft", "stage_warmup_ratio", 1.0, False),
     ("lp-ft", "stage_warmup_ratio", 1.5, False), ("lp-ft", "stage_warmup_ratio", -0.01, False),
     ("r3f", "lam", 0.0, True), ("r3f", "lam", -0.5, False), ("r3f", "eps", 0.0, True), ("r3f", "eps", -1e-6, False),
+    ("childtuning_d", "p", 0.0, False), ("childtuning_d", "p", 1.0, True), ("childtuning_d", "p", 1.01, False),
+    ("llrd", "decay", 0.0, False), ("llrd", "decay", 1.0, True), ("llrd", "decay", 1.01, False),
+    ("mixout", "p", 0.0, True), ("mixout", "p", -0.5, False), ("mixout", "p", 1.0, False), ("mixout", "p", 1.5, False),
 ])
 def test_config_bounds_hold_exactly_at_their_edges(name, field, value, valid):
     if valid:
@@ -235,3 +240,15 @@ def test_config_bounds_hold_exactly_at_their_edges(name, field, value, valid):
     else:
         with pytest.raises(ConfigError):
             get_method(name, {field: value})
+
+
+@pytest.mark.parametrize("p", [-0.5, 1.0, 1.5])
+def test_apply_mixout_refuses_a_probability_outside_the_half_open_unit_interval(p):
+    with pytest.raises(ConfigError, match="mixout probability"):
+        apply_mixout(nn.Linear(2, 2), p, torch.Generator())
+
+
+@pytest.mark.parametrize(("p", "threshold"), [(0.45, 115), (0.1, 26), (1.0, 256), (0.001, 1)])
+def test_childtuning_f_keeps_a_byte_below_the_closest_threshold_to_p(p, threshold):
+    # P(keep) = threshold / 256: 0.45 → 115 (115.2 rounded), never 0 (no gradient at all) nor above 256.
+    assert keep_threshold(p) == threshold
