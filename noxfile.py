@@ -212,9 +212,11 @@ def mutation(session: nox.Session) -> None:
               f"--seed {options.seed}` (cosmic-ray 8.7.0) on code {head}. Tests: each module's own "
               "(noxfile.MUTATION_MODULES), golden files excluded. Mutants inside signature annotations are skipped as "
               "equivalent by construction (never evaluated under `from __future__ import annotations`); `run` are the "
-              "sampled others. `killed` counts incompetent mutants (the tests cannot run against them); `live "
-              "survivors` are survivors not judged equivalent in tests/mutation_equivalent.toml; score = killed / "
-              "(killed + live survivors), with its 95% Wilson interval (the sampling error of a sample).")
+              "sampled others. `killed` counts incompetent mutants (the tests cannot run against them). Survivors "
+              "are judged in tests/mutation_equivalent.toml: `equivalent` (left out of the score), `golden only` "
+              "(only the numbers change, e.g. a seed: the golden-loss files fail on them; counted as caught) or "
+              "live. Score = (killed + golden only) / (killed + golden only + live), with its 95% Wilson interval "
+              "(the sampling error of a sample).")
     session.run("python", "tests/mutation_tools.py", "report", *current, "--equivalent",
                 "tests/mutation_equivalent.toml", "--header", header, "--out", "results/mutation.md")
 

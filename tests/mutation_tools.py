@@ -105,12 +105,15 @@ def wilson(successes: int, trials: int) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def load_equivalent(path: Path | None) -> dict[tuple[str, str, int], str]:
-    """Survivors judged equivalent by reading the code: key → the reason (``[[equivalent]]`` tables)."""
+def load_equivalent(path: Path | None) -> dict[tuple[str, str, int], tuple[str, str]]:
+    """Survivors judged by reading the code: key → (verdict, reason). ``verdict`` is "equivalent" (no input the
+    method can receive tells the mutant apart; left out of the score) or "golden" (only the numbers change, e.g. a
+    seed: the golden-loss files, excluded from this check by design, fail on it; counted as killed)."""
     if path is None or not path.exists():
         return {}
     tables = tomllib.loads(path.read_text(encoding="utf-8")).get("equivalent", [])
-    return {(entry["module"], entry["operator"], int(entry["occurrence"])): entry["why"] for entry in tables}
+    return {(entry["module"], entry["operator"], int(entry["occurrence"])): (entry.get("verdict", "equivalent"),
+                                                                              entry["why"]) for entry in tables}
 
 
 def module_outcomes(db_path: Path) -> tuple[list[WorkItem], dict[str, WorkResult]]:
@@ -125,21 +128,21 @@ def summarise(items: list[WorkItem], results: dict[str, WorkResult], equivalent:
     run = [item for item in items if item.job_id in results
            and results[item.job_id].worker_outcome != WorkerOutcome.SKIPPED]
     survived = [item for item in run if results[item.job_id].test_outcome == TestOutcome.SURVIVED]
-    live = [item for item in survived if mutation_key(item) not in equivalent]
-    skipped = sum(result.worker_outcome == WorkerOutcome.SKIPPED for result in done)
+    verdicts = [equivalent.get(mutation_key(item), ("live", ""))[0] for item in survived]
     return {"mutants": len(items), "annotation": sum(result.output == IN_ANNOTATION for result in done),
             "run": len(run), "pending": len(items) - len(done), "killed": len(run) - len(survived),
             "incompetent": sum(results[item.job_id].test_outcome == TestOutcome.INCOMPETENT for item in run),
-            "skipped": skipped, "survived": survived, "equivalent": len(survived) - len(live), "live": live}
+            "survived": survived, "equivalent": verdicts.count("equivalent"), "golden": verdicts.count("golden"),
+            "live": verdicts.count("live")}
 
 
 def table_row(module: str, counts: dict) -> str:
-    killed, live = counts["killed"], len(counts["live"])
-    low, high = wilson(killed, killed + live)
-    score = f"{100 * killed / (killed + live):.0f}%" if killed + live else "–"
-    interval = f"{100 * low:.0f}–{100 * high:.0f}%" if killed + live else "–"
+    caught, live = counts["killed"] + counts["golden"], counts["live"]
+    low, high = wilson(caught, caught + live)
+    score = f"{100 * caught / (caught + live):.0f}%" if caught + live else "–"
+    interval = f"{100 * low:.0f}–{100 * high:.0f}%" if caught + live else "–"
     return (f"| {module} | {counts['mutants']} | {counts['annotation']} | {counts['run']} | {counts['pending']} "
-            f"| {killed} ({counts['incompetent']} incompetent) | {len(counts['survived'])} | {counts['equivalent']} "
+            f"| {counts['killed']} | {len(counts['survived'])} | {counts['equivalent']} | {counts['golden']} "
             f"| {live} | {score} | {interval} |")
 
 
@@ -148,7 +151,7 @@ def survivor_lines(items: list[WorkItem], results: dict[str, WorkResult], equiva
     for item in items:
         key = mutation_key(item)
         spec = item.mutations[0]
-        verdict = f"equivalent: {equivalent[key]}" if key in equivalent else "**not killed**"
+        verdict = "{}: {}".format(*equivalent[key]) if key in equivalent else "**live: not killed**"
         changed = [line for line in (results[item.job_id].diff or "").splitlines()
                    if line[:1] in "+-" and not line.startswith(("+++", "---"))]
         lines.append(f"- `{key[0]}:{spec.start_pos[0]}` {key[1]} #{key[2]} — {verdict}")
@@ -166,8 +169,8 @@ def report(db_paths: list[Path], equivalent_path: Path | None, header: str) -> s
         counts = summarise(items, results, equivalent)
         rows.append(table_row(mutation_key(items[0])[0], counts))
         survivors += survivor_lines(counts["survived"], results, equivalent)
-    head = ["| module | mutants | in annotations | run | pending | killed | survived | equivalent | live survivors "
-            "| score | 95% interval |", "|" + "---|" * 11]
+    head = ["| module | mutants | in annotations | run | pending | killed | survived | equivalent | golden only "
+            "| live survivors | score | 95% interval |", "|" + "---|" * 12]
     return "\n".join([header, "", *head, *rows, "", "## Survivors", "", *(survivors or ["None."]), ""])
 
 

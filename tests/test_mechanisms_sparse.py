@@ -136,3 +136,16 @@ def test_childtuning_f_rescales_the_real_task_gradient_of_kept_entries():
         if name in raw and name.startswith(LAYER_PREFIX):
             kept = param.grad != 0
             torch.testing.assert_close(param.grad[kept], raw[name][kept] * 256 / round(256 * 0.3))
+
+
+def test_mixout_zero_in_training_is_exactly_the_linear_of_the_trained_weight():
+    # p = 0 mixes nothing: the forward must be nn.Linear's to the bit. Through the mixing formula t + (W − t) it is
+    # not: with t = 1 and |W| ≪ ulp(1) the difference rounds to −1 and the weight comes back as 0.
+    linear = nn.Linear(16, 8)
+    mix = MixLinear.wrap(linear, 0.0, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mix.target.fill_(1.0)
+        mix.weight.mul_(1e-6)
+    mix.train()
+    x = torch.randn(4, 16, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(mix(x), nn.functional.linear(x, mix.weight, mix.bias))
