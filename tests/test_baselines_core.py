@@ -233,6 +233,7 @@ def test_search_space_is_the_one_methods_md_specifies(name):
     ("childtuning_d", "p", 0.0, False), ("childtuning_d", "p", 1.0, True), ("childtuning_d", "p", 1.01, False),
     ("llrd", "decay", 0.0, False), ("llrd", "decay", 1.0, True), ("llrd", "decay", 1.01, False),
     ("mixout", "p", 0.0, True), ("mixout", "p", -0.5, False), ("mixout", "p", 1.0, False), ("mixout", "p", 1.5, False),
+    ("reinit", "layers", 0, True), ("reinit", "layers", -1, False),
 ])
 def test_config_bounds_hold_exactly_at_their_edges(name, field, value, valid):
     if valid:
@@ -252,3 +253,11 @@ def test_apply_mixout_refuses_a_probability_outside_the_half_open_unit_interval(
 def test_childtuning_f_keeps_a_byte_below_the_closest_threshold_to_p(p, threshold):
     # P(keep) = threshold / 256: 0.45 → 115 (115.2 rounded), never 0 (no gradient at all) nor above 256.
     assert keep_threshold(p) == threshold
+
+
+def test_apply_mixout_counts_every_linear_it_wraps_and_every_one_remove_swaps_back():
+    model = TaskModel(load_pretrained(TINY_MODEL), "classification", 3)
+    linears = sum(isinstance(m, nn.Linear) for m in model.modules())
+    plug = apply_mixout(model, 0.1, torch.Generator())
+    assert linears > 1 and plug.wrapped == linears
+    assert plug.remove() == linears and sum(isinstance(m, nn.Linear) for m in model.modules()) == linears

@@ -22,9 +22,11 @@ from mechanism_helpers import (
     tiny_model,
     with_config,
 )
+from transformers import AutoModel, BertConfig
 
 from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import get_method
+from regbench.harness.run.model import TINY_MODEL, Pretrained, TaskModel, load_pretrained
 from regbench.harness.run.train import train
 from regbench.harness.testing.probe import synthetic_data, synthetic_task
 
@@ -262,3 +264,19 @@ def test_lp_ft_stage_one_clips_the_head_gradient_norm_unless_off(max_norm):
         assert max(norms) == pytest.approx(max_norm, rel=1e-4)
     else:  # 0 = off: the raw gradients are far larger than 1e-3
         assert min(norms) > 1e-2
+
+
+def test_llrd_embeddings_sit_one_below_the_bottom_layer_in_an_odd_depth_encoder():
+    # The tiny model (and MiniLM) have an even number of layers; three layers put the embeddings at depth 4.
+    tiny = load_pretrained(TINY_MODEL)
+    config = BertConfig.from_dict({**tiny.config.to_dict(), "num_hidden_layers": 3})
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        state = AutoModel.from_config(config).state_dict()
+    model = TaskModel(Pretrained("random-bert-3", config, state, tiny.tokenizer, "", "mean"), "classification", 3)
+    method = get_method("llrd", {"decay": 0.5})
+    method.num_epochs(1)
+    method.prepare(context(model))
+    lr_of = {id(p): g["lr"] for g in method.param_groups(model, LR, 0.01) for p in g["params"]}
+    embeddings = list(model.encoder.embeddings.parameters())
+    assert embeddings and all(lr_of[id(p)] == pytest.approx(LR * 0.5**4) for p in embeddings)
