@@ -132,11 +132,14 @@ def test_llrd_learning_rate_decays_by_xi_per_layer_from_the_head_down(decay):
 
 # ---- re-init -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("layers", [1, 2])
-def test_reinit_restores_the_init_distribution_in_exactly_the_top_layers_and_pooler(layers):
+@pytest.mark.parametrize("loaded", [False, True])
+def test_reinit_restores_the_init_distribution_in_exactly_the_top_layers_and_pooler(layers, loaded):
     model, method = tiny_model(), get_method("reinit", {"layers": layers})
     with torch.no_grad():  # as if trained: every encoder value leaves its init (biases ≠ 0, LayerNorm ≠ 1)
         for param in model.encoder.parameters():
             param.add_(0.05)
+            # from_pretrained flags the tensors it loaded, and HF's _init_weights skips flagged tensors
+            param._is_hf_initialized = loaded
     trained = {n: p.detach().clone() for n, p in model.named_parameters()}
     method.prepare(context(model))
     top = tuple(f"encoder.encoder.layer.{i}." for i in range(LAYERS - layers, LAYERS)) + ("encoder.pooler.",)
@@ -280,3 +283,11 @@ def test_llrd_embeddings_sit_one_below_the_bottom_layer_in_an_odd_depth_encoder(
     lr_of = {id(p): g["lr"] for g in method.param_groups(model, LR, 0.01) for p in g["params"]}
     embeddings = list(model.encoder.embeddings.parameters())
     assert embeddings and all(lr_of[id(p)] == pytest.approx(LR * 0.5**4) for p in embeddings)
+
+
+def test_noisytune_leaves_single_entry_tensors_alone_even_with_the_head_and_vectors():
+    # A regression head's bias has one entry: its std is undefined (NaN noise), so it is never perturbed.
+    method, model = prepared("noisytune", {"noise_lambda": 0.3, "include_head": True}, task_type="regression")
+    chosen = {id(p) for p in method.perturbed(model)}
+    assert model.head.bias.numel() == 1 and id(model.head.bias) not in chosen
+    assert all(torch.isfinite(p).all() for p in model.parameters())
