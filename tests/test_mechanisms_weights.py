@@ -269,14 +269,19 @@ def test_lp_ft_stage_one_clips_the_head_gradient_norm_unless_off(max_norm):
         assert min(norms) > 1e-2
 
 
-def test_llrd_embeddings_sit_one_below_the_bottom_layer_in_an_odd_depth_encoder():
-    # The tiny model (and MiniLM) have an even number of layers; three layers put the embeddings at depth 4.
+def _three_layer_model() -> TaskModel:
+    """A random BERT as wide as the tiny one with three layers: the tiny model (and MiniLM) have an even number, which
+    hides arithmetic on the layer count that only odd depths show."""
     tiny = load_pretrained(TINY_MODEL)
     config = BertConfig.from_dict({**tiny.config.to_dict(), "num_hidden_layers": 3})
     with torch.random.fork_rng():
         torch.manual_seed(1)
         state = AutoModel.from_config(config).state_dict()
-    model = TaskModel(Pretrained("random-bert-3", config, state, tiny.tokenizer, "", "mean"), "classification", 3)
+    return TaskModel(Pretrained("random-bert-3", config, state, tiny.tokenizer, "", "mean"), "classification", 3)
+
+
+def test_llrd_embeddings_sit_one_below_the_bottom_layer_in_an_odd_depth_encoder():
+    model = _three_layer_model()  # the embeddings at depth 4
     method = get_method("llrd", {"decay": 0.5})
     method.num_epochs(1)
     method.prepare(context(model))
@@ -291,3 +296,10 @@ def test_noisytune_leaves_single_entry_tensors_alone_even_with_the_head_and_vect
     chosen = {id(p) for p in method.perturbed(model)}
     assert model.head.bias.numel() == 1 and id(model.head.bias) not in chosen
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_reinit_picks_the_top_layers_of_an_odd_depth_encoder(layers):
+    model = _three_layer_model()
+    chosen = get_method("reinit", {"layers": layers, "reinit_pooler": False}).targets(model)
+    assert chosen == list(model.encoder.encoder.layer[3 - layers:])
