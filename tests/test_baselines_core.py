@@ -234,6 +234,9 @@ def test_search_space_is_the_one_methods_md_specifies(name):
     ("llrd", "decay", 0.0, False), ("llrd", "decay", 1.0, True), ("llrd", "decay", 1.01, False),
     ("mixout", "p", 0.0, True), ("mixout", "p", -0.5, False), ("mixout", "p", 1.0, False), ("mixout", "p", 1.5, False),
     ("reinit", "layers", 0, True), ("reinit", "layers", -1, False),
+    ("mvcr+mixout", "mixout_p", 0.0, True), ("mvcr+mixout", "mixout_p", 0.5, True),
+    ("mvcr+mixout", "mixout_p", 1.0, False), ("mvcr+mixout", "mixout_p", 1.5, False),
+    ("mvcr+mixout", "mixout_p", -0.5, False),
 ])
 def test_config_bounds_hold_exactly_at_their_edges(name, field, value, valid):
     if valid:
@@ -261,3 +264,9 @@ def test_apply_mixout_counts_every_linear_it_wraps_and_every_one_remove_swaps_ba
     plug = apply_mixout(model, 0.1, torch.Generator())
     assert linears > 1 and plug.wrapped == linears
     assert plug.remove() == linears and sum(isinstance(m, nn.Linear) for m in model.modules()) == linears
+
+
+@pytest.mark.parametrize("name", sorted(SPEC_RANGES))
+def test_every_method_declares_a_positive_step_cost_for_plan(name):
+    # plan multiplies a run's STD time by it; zero or less would estimate a free (or negative) run.
+    assert type(get_method(name)).relative_step_cost > 0
