@@ -270,3 +270,8 @@ def test_apply_mixout_counts_every_linear_it_wraps_and_every_one_remove_swaps_ba
 def test_every_method_declares_a_positive_step_cost_for_plan(name):
     # plan multiplies a run's STD time by it; zero or less would estimate a free (or negative) run.
     assert type(get_method(name)).relative_step_cost > 0
+
+
+def test_std_plus_plus_trains_twice_the_profiles_epochs_by_default():
+    # METHODS.md: STD++ is "2× the profile's epochs" — the train-longer half of its definition.
+    assert get_method("std++").num_epochs(3) == 6 and get_method("std++").num_epochs(1) == 2
