@@ -9,6 +9,8 @@ comparable."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from mechanism_helpers import (
@@ -242,3 +244,18 @@ def test_std_plus_plus_trains_epoch_multiplier_times_the_steps_with_as_many_dev_
     assert results["std++"].steps == multiplier * 2 * steps_per_epoch
     assert len(results["std++"].dev_curve) == len(results["std"].dev_curve) == 2
     assert get_method("std++").search_space()["lr"].high == 1e-4
+
+
+def test_r3f_noise_type_read_at_run_time_selects_the_same_distribution():
+    # A profile's YAML gives the noise type as a string built at run time (not the interned literal of the code).
+    noise_type = "".join(["uni", "form"])
+    method = get_method("r3f", {"noise_type": noise_type, "eps": 1e-3})
+    noise = method._noise(torch.zeros(4000))
+    assert float(noise.abs().max()) <= 1e-3 and float(noise.std()) == pytest.approx(1e-3 / math.sqrt(3), rel=0.06)
+
+
+def test_masked_kl_of_a_single_real_token_is_that_tokens_kl():
+    target, logits = torch.randn(3, 5, generator=torch.Generator().manual_seed(2)), torch.zeros(3, 5)
+    mask = torch.tensor([0, 1, 0])
+    single = float(r3f_module.kl_divergence(target, logits, mask))
+    assert single == pytest.approx(float(kl(target[1:2], logits[1:2])), rel=1e-6)
