@@ -254,7 +254,7 @@ def test_r3f_noise_type_read_at_run_time_selects_the_same_distribution():
     assert float(noise.abs().max()) <= 1e-3 and float(noise.std()) == pytest.approx(1e-3 / math.sqrt(3), rel=0.06)
 
 
-def test_masked_kl_of_a_single_real_token_is_that_tokens_kl():
+def test_r3f_masked_kl_of_a_single_real_token_is_that_tokens_kl():
     target, logits = torch.randn(3, 5, generator=torch.Generator().manual_seed(2)), torch.zeros(3, 5)
     mask = torch.tensor([0, 1, 0])
     single = float(r3f_module.kl_divergence(target, logits, mask))
