@@ -9,10 +9,11 @@ import dataclasses
 from typing import Any
 
 import torch
+from transformers import AutoModel, BertConfig
 
 from regbench.harness.run import batching
 from regbench.harness.run.method import Method, TrainContext, get_method
-from regbench.harness.run.model import TINY_MODEL, TaskModel, load_pretrained
+from regbench.harness.run.model import TINY_MODEL, Pretrained, TaskModel, load_pretrained
 from regbench.harness.run.train import TrainConfig, train
 from regbench.harness.testing.probe import synthetic_data, synthetic_task
 
@@ -34,6 +35,17 @@ ONE_STEP = TrainConfig(
 
 def pad_id() -> int:
     return load_pretrained(TINY_MODEL).tokenizer.pad_token_id
+
+
+def deeper_pretrained(layers: int) -> Pretrained:
+    """A random BERT as wide as the tiny one with ``layers`` layers (seeded): odd depths show arithmetic on the layer
+    count that the tiny model's two layers (and MiniLM's six) hide; several layers give MVCR several AE layers."""
+    tiny = load_pretrained(TINY_MODEL)
+    config = BertConfig.from_dict({**tiny.config.to_dict(), "num_hidden_layers": layers})
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        state = AutoModel.from_config(config).state_dict()
+    return Pretrained(f"random-bert-{layers}", config, state, tiny.tokenizer, "", "mean")
 
 
 def tiny_model(task_type: str = "classification", dropout: float = 0.0, seed: int = SEED) -> TaskModel:

@@ -14,6 +14,7 @@ from mechanism_helpers import (
     ONE_STEP,
     SEED,
     context,
+    deeper_pretrained,
     first_step,
     largest_update,
     make_batch,
@@ -22,11 +23,10 @@ from mechanism_helpers import (
     tiny_model,
     with_config,
 )
-from transformers import AutoModel, BertConfig
 
 from regbench.harness.core.errors import ConfigError
 from regbench.harness.run.method import get_method
-from regbench.harness.run.model import TINY_MODEL, Pretrained, TaskModel, load_pretrained
+from regbench.harness.run.model import TaskModel
 from regbench.harness.run.train import train
 from regbench.harness.testing.probe import synthetic_data, synthetic_task
 
@@ -270,14 +270,7 @@ def test_lp_ft_stage_one_clips_the_head_gradient_norm_unless_off(max_norm):
 
 
 def _three_layer_model() -> TaskModel:
-    """A random BERT as wide as the tiny one with three layers: the tiny model (and MiniLM) have an even number, which
-    hides arithmetic on the layer count that only odd depths show."""
-    tiny = load_pretrained(TINY_MODEL)
-    config = BertConfig.from_dict({**tiny.config.to_dict(), "num_hidden_layers": 3})
-    with torch.random.fork_rng():
-        torch.manual_seed(1)
-        state = AutoModel.from_config(config).state_dict()
-    return TaskModel(Pretrained("random-bert-3", config, state, tiny.tokenizer, "", "mean"), "classification", 3)
+    return TaskModel(deeper_pretrained(3), "classification", 3)
 
 
 def test_llrd_embeddings_sit_one_below_the_bottom_layer_in_an_odd_depth_encoder():

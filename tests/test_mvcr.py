@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel, BertConfig
+from mechanism_helpers import deeper_pretrained
 
 from regbench.harness.api import run
 from regbench.harness.core.errors import ConfigError
@@ -22,14 +22,7 @@ from regbench.regularizers.mvcr import _masked_recon, ae_layers, scaled_widths, 
 
 def _pretrained(layers: int = 2) -> Pretrained:
     """The tiny random BERT, or a deeper random one (several AE layers) with the same width."""
-    tiny = load_pretrained("tiny-random-bert")
-    if layers == 2:
-        return tiny
-    config = BertConfig.from_dict({**tiny.config.to_dict(), "num_hidden_layers": layers})
-    with torch.random.fork_rng():
-        torch.manual_seed(1)
-        state = AutoModel.from_config(config).state_dict()
-    return Pretrained(f"random-bert-{layers}", config, state, tiny.tokenizer, "", "mean")
+    return load_pretrained("tiny-random-bert") if layers == 2 else deeper_pretrained(layers)
 
 
 def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
