@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from leaderboard_synth import make_record, write, write_cell
 from scipy import stats as sps
@@ -16,7 +17,7 @@ from scipy import stats as sps
 from regbench.harness.cli import main
 from regbench.harness.core.errors import RegbenchError
 from regbench.harness.io import records
-from regbench.harness.leaderboard import aggregate, build_leaderboard, crossdataset, stats
+from regbench.harness.leaderboard import aggregate, build_leaderboard, crossdataset, plots, stats
 from regbench.harness.leaderboard.loading import load_runs
 from regbench.harness.leaderboard.tables import main_table
 
@@ -299,3 +300,20 @@ def test_the_published_leaderboard_is_byte_identical_whatever_the_string_hash_se
                         "--out", str(out), "--no-track"], check=True, env=env, capture_output=True)
         outputs.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
     assert outputs[0].keys() == outputs[1].keys() and outputs[0] == outputs[1]
+
+
+def test_curves_draw_only_tasks_measured_at_two_levels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-point "curve" says nothing the bars do not: trec (clean and 0.4) gets a panel, cr (clean only) none, and
+    the k16 figure, where no task has two noise levels, is not drawn at all."""
+    rows = [("trec", "n256", "clean"), ("trec", "n256", "symmetric 0.4"), ("cr", "n256", "clean"),
+            ("trec", "k16", "clean")]
+    cells = pd.DataFrame([{"task": task, "family": "sentence_cls", "method": method, "size": size, "noise": noise,
+                           "mean": 0.8 - 0.1 * (noise != "clean")}
+                          for task, size, noise in rows for method in ("std", "repina_i")])
+    panels: list[int] = []
+    grid = plots._grid
+    monkeypatch.setattr(plots, "_grid", lambda count, *a, **k: panels.append(count) or grid(count, *a, **k))
+    written = plots.noise_curves(cells, tmp_path)
+    assert [Path(p).stem for p in written] == ["noise-robustness-n256"] and panels == [1]
+    assert not list(tmp_path.glob("noise-robustness-k16*"))
+    assert plots.fewshot_curves(cells[cells["task"] == "cr"], tmp_path) == []

@@ -89,14 +89,18 @@ def _zoom(ax: Axes, values: np.ndarray) -> None:
 
 
 def _curves(cells: pd.DataFrame, out_dir: Path, level: str, order: Callable[[str], Any], name: str) -> list[str]:
-    """One figure per value of the other axis; a panel per task; metric against ``level`` per method."""
+    """One figure per value of the other axis; a panel per task; metric against ``level`` per method. Only tasks
+    measured at two or more levels get a panel (a single point is no curve: the bars show it), and a figure with no
+    such task is not drawn."""
     other = "size" if level == "noise" else "noise"
-    levels = sorted(cells[level].unique(), key=order)
-    if len(levels) < 2:
-        return []
     written = []
     for fixed in sorted(cells[other].unique(), key=size_order if other == "size" else noise_order):
-        part = cells[cells[other] == fixed]
+        part = cells[(cells[other] == fixed) & np.isfinite(cells["mean"].to_numpy(float))]
+        spans = part.groupby("task")[level].nunique()
+        part = part[part["task"].isin(spans[spans > 1].index)]
+        if part.empty:
+            continue
+        levels = sorted(part[level].unique(), key=order)
         tasks, methods = task_order(part), method_order(part)
         fig, axes = _grid(len(tasks))
         with mpl.rc_context(RC):
