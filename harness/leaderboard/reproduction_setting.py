@@ -39,6 +39,7 @@ def model_config(name: str) -> dict[str, Any]:
 
 
 def model(runs: pd.DataFrame, _: pd.DataFrame) -> str:
+    from regbench.harness.run.model import model_identity
     from regbench.regularizers.mvcr import MVCRConfig, ae_layers, scaled_widths
 
     names = sorted(set(runs["model"].dropna()))
@@ -52,7 +53,7 @@ def model(runs: pd.DataFrame, _: pd.DataFrame) -> str:
                  f"{ae_layers(depth, len(ref_layers), ref_layers, reference.reference_depth)} with widths "
                  f"{scaled_widths(ref_widths, hidden, reference.reference_hidden)}" if depth and hidden
                  else "shape not available here")
-        parts.append(f"{name} ({config.get('_name_or_path', 'checkpoint')}: {shape})")
+        parts.append(f"{name} ({model_identity(name)}: {shape})")
     std = runs[runs["method"] == "std"]
     count = _values(std["inference_parameters"]) if "inference_parameters" in std else "not recorded"
     return (f"**Model.** Ours: {'; '.join(parts) or 'not recorded'}; parameters at inference (STD runs): {count}. "

