@@ -34,6 +34,7 @@ import pandas as pd
 
 from ..core.errors import Fault, Interrupted, RegbenchError, check_dir, describe
 from ..io import tracking
+from ..io.cell_summaries import CELLS, read_cell_summaries
 from .liveness import heartbeat_seconds
 from .profiles import Profile, load_profile
 from .runner import GridOptions, output_dir, run_grid
@@ -242,8 +243,9 @@ def _wait_until_up(uri: str, server: subprocess.Popen, timeout: float = 60.0) ->
 def summary_table(out_dir: str | Path) -> pd.DataFrame:
     """One row per cell from the cell files: best parameters, tuning cost and test mean ± std over seeds."""
     rows = []
-    for path in sorted(Path(out_dir).glob("cells/*/*/*.json")):
-        cell = json.loads(path.read_text())
+    for _, cell in read_cell_summaries(Path(out_dir) / CELLS):
+        if isinstance(cell, Exception):
+            continue  # a summary being rewritten: the next look shows it
         tests = pd.Series([f.get("test_primary") for f in cell["finals"]], dtype="float64")
         rows.append({"task": cell["task"], "size": cell["size"], "noise": cell["noise_rate"], "method": cell["method"],
                      "trials": cell["n_complete"] + cell["n_pruned"], "pruned": cell["n_pruned"],

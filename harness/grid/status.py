@@ -10,7 +10,6 @@ estimates, so the two can be set side by side).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from optuna.trial import TrialState
 
 from ..core.errors import RegbenchError
 from ..io import records
+from ..io.cell_summaries import read_cell_summaries
 from . import liveness, tune
 from .profiles import Profile
 from .runner import Cell, output_dir, plan_cells
@@ -42,11 +42,10 @@ def status_table(profile: Profile, out: str | Path | None = None, storage: str |
 def _spent_minutes(directory: Path) -> dict[str, float]:
     """cell key → run minutes so far (trials + final runs, CPU and GPU), from the cell summaries."""
     spent: dict[str, float] = {}
-    for path in sorted(directory.rglob("*.json")) if directory.is_dir() else []:
+    for _, cell in read_cell_summaries(directory):
         try:
-            cell = json.loads(path.read_text())
             spent[cell["cell_key"]] = round(((cell.get("cpu_seconds") or 0) + (cell.get("gpu_seconds") or 0)) / 60, 1)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (KeyError, TypeError):
             continue  # a summary being rewritten, or a foreign file: that cell shows no figure
     return spent
 

@@ -30,6 +30,7 @@ import pandas as pd
 
 from regbench.harness.core.errors import RegbenchError
 from regbench.harness.io import records
+from regbench.harness.io.cell_summaries import read_cell_summaries
 from regbench.harness.io.record_model import RunRecord
 
 from .intervals import aligned
@@ -208,10 +209,10 @@ def _sort_key(column: pd.Series) -> pd.Series:
 def load_cells(cells_dir: str | Path | None, skipped: list[str]) -> pd.DataFrame:
     """Per-cell tuning summaries (``cells/<task>/<method>/<cell_key>.json``); unreadable ones are skipped."""
     rows = []
-    directory = Path(cells_dir) if cells_dir else None
-    for path in sorted(directory.rglob("*.json")) if directory and directory.is_dir() else []:
+    for path, cell in read_cell_summaries(cells_dir):
         try:
-            cell = json.loads(path.read_text())
+            if isinstance(cell, Exception):
+                raise cell
             rows.append({
                 "task": cell["task"], "method": cell["method"], "size": cell["size"],
                 "noise": noise_label(cell.get("noise_type"), float(cell.get("noise_rate") or 0.0)),
