@@ -43,10 +43,12 @@ def _spent_minutes(directory: Path) -> dict[str, float]:
     """cell key → run minutes so far (trials + final runs, CPU and GPU), from the cell summaries."""
     spent: dict[str, float] = {}
     for _, cell in read_cell_summaries(directory):
+        if isinstance(cell, Exception):
+            continue  # a summary being rewritten, or a foreign file: that cell shows no figure
         try:
             spent[cell["cell_key"]] = round(((cell.get("cpu_seconds") or 0) + (cell.get("gpu_seconds") or 0)) / 60, 1)
         except (KeyError, TypeError):
-            continue  # a summary being rewritten, or a foreign file: that cell shows no figure
+            continue  # not a cell summary
     return spent
 
 
