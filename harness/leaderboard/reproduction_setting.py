@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -99,21 +99,54 @@ def sizes(runs: pd.DataFrame, _: pd.DataFrame) -> str:
 NO_LEARNING_MARGIN = 0.05  # a trial whose dev score ends this close to the majority class's rate did not learn
 
 
-def trials_without_learning(runs: pd.DataFrame, tuning: pd.DataFrame) -> dict[str, tuple[int, int]]:
-    """Per method, over the clean blocks' tuning trials: (trials whose best dev score stayed within 5 points of the
-    task's majority-class rate, trials). The clean test set's majority rate stands in for dev's; noisy blocks are
-    left out because label noise pulls every dev score towards chance."""
+def _clean_trials(runs: pd.DataFrame, tuning: pd.DataFrame) -> Iterator[tuple[str, dict[str, Any], bool]]:
+    """(method, parameters, did not learn) for every finished tuning trial of the clean blocks: a trial did not learn
+    when its best dev score stayed within 5 points of the task's majority-class rate. The clean test set's majority
+    rate stands in for dev's; noisy blocks are left out because label noise pulls every dev score towards chance."""
     chance = runs.groupby("task")["majority_test"].median() if not runs.empty else pd.Series(dtype=float)
-    counts: dict[str, tuple[int, int]] = {}
     for cell in tuning[tuning["noise"] == "clean"].itertuples() if not tuning.empty else []:
         level = chance.get(cell.task, math.nan)
         if not math.isfinite(level):
             continue
-        values = [t.get("value") for t in cell.trials if t.get("state") == "COMPLETE"]
-        stuck = sum(v is not None and v <= level + NO_LEARNING_MARGIN for v in values)
-        before = counts.get(cell.method, (0, 0))
-        counts[cell.method] = (before[0] + stuck, before[1] + len(values))
+        for trial in cell.trials:
+            if trial.get("state") == "COMPLETE":
+                value = trial.get("value")
+                yield cell.method, trial.get("params") or {}, value is not None and value <= level + NO_LEARNING_MARGIN
+
+
+def trials_without_learning(runs: pd.DataFrame, tuning: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per method, over the clean blocks' tuning trials: (trials that did not learn, trials)."""
+    counts: dict[str, tuple[int, int]] = {}
+    for method, _, stuck in _clean_trials(runs, tuning):
+        before = counts.get(method, (0, 0))
+        counts[method] = (before[0] + stuck, before[1] + 1)
     return counts
+
+
+def dead_ranges(runs: pd.DataFrame, tuning: pd.DataFrame, method: str) -> list[str]:
+    """For each of the method's own numeric hyperparameters (not the shared LR): the part of its searched range
+    holding every clean trial that did not learn — from the smallest such value up, or from the largest down,
+    whichever side holds fewer trials that learned — with how many trials there did not learn, and how many
+    trials lie outside it (none of which failed to learn). Not stated when no trial lies outside."""
+    trials = [(params, stuck) for m, params, stuck in _clean_trials(runs, tuning) if m == method]
+    names = sorted({k for params, _ in trials for k, v in params.items() if k != "lr" and _is_number(v)})
+    found = []
+    for name in names:
+        values = [(float(p[name]), stuck) for p, stuck in trials if _is_number(p.get(name))]
+        dead = [v for v, stuck in values if stuck]
+        if not dead:
+            continue
+        sides = [(f"≥ {min(dead):.2g}", [(v, s) for v, s in values if v >= min(dead)]),
+                 (f"≤ {max(dead):.2g}", [(v, s) for v, s in values if v <= max(dead)])]
+        label, inside = min(sides, key=lambda side: sum(not s for _, s in side[1]))
+        if len(inside) < len(values):
+            found.append(f"{method}'s {name} {label}: {len(dead)} of {len(inside)} trials did not learn, "
+                         f"0 of the {len(values) - len(inside)} outside")
+    return found
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def seeds_and_tuning(runs: pd.DataFrame, tuning: pd.DataFrame) -> str:
@@ -121,8 +154,9 @@ def seeds_and_tuning(runs: pd.DataFrame, tuning: pd.DataFrame) -> str:
     stuck = trials_without_learning(runs, tuning)
     listed = "; ".join(f"{m} {d}/{n}" for m, (d, n) in sorted(stuck.items())) or "no clean-block trials recorded"
     worst = sorted((m for m, (d, n) in stuck.items() if n and d / n >= 0.25), key=lambda m: -stuck[m][0] / stuck[m][1])
-    wasted = (f"{', '.join(worst)}: a quarter of their trials or more did not learn" if worst
-              else "none here: no method lost a quarter of its trials")
+    ranges = [text for method in worst for text in dead_ranges(runs, tuning, method)]
+    wasted = (f"{', '.join(worst)}: a quarter of their trials or more did not learn" + "".join(f"; {r}" for r in ranges)
+              if worst else "none here: no method lost a quarter of its trials")
     return (f"**Seeds and tuning.** Ours: {runs['seed'].nunique()} seeds per cell, trials per cell {budget}, the "
             "same trial budget and learning-rate range for every method plus each method's own 1–3 parameters, "
             "tuned on a separate seed that is never reported; tuning trials of the clean blocks that did not learn "
