@@ -47,7 +47,9 @@ def provenance(loaded: Loaded, cells: pd.DataFrame, command: str) -> list[str]:
         f"Code (git SHA, records): {_counted(shas)}",
         f"Packages (records): {_counted(runs['packages'].map(_packages))}",
         f"Model (checksum, records): {_counted(runs['model'].fillna('?') + ' ' + runs['model_checksum'].fillna('?'))}",
-        "Data (sha256): " + (", ".join(f"{Path(k).name} {v[:12]}" for k, v in sorted(data.items())) or "none"),
+        # task folder/file: every task's files are called train/test.parquet; the records' absolute paths are per host
+        "Data (sha256): " + (", ".join(f"{'/'.join(Path(k).parts[-2:])} {v[:12]}"
+                                       for k, v in sorted(data.items())) or "none"),
     ]
 
 
