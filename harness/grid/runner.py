@@ -39,8 +39,7 @@ from tqdm.auto import tqdm
 
 from .. import api
 from ..core.errors import ConfigError, Fault, RegbenchError, describe_fault
-from ..io import records, tracking
-from ..io.cell_summaries import cell_summary_path
+from ..io import cell_summaries, records, tracking
 from ..run.devices import resolve_device
 from ..run.method import METHODS
 from . import claims, liveness, tune
@@ -157,7 +156,7 @@ def run_cell(ctx: GridContext, cell: Cell, bar: Any) -> dict[str, Any]:
         best = tuning["best_params"] or {"lr": base.train.lr}
         finals = [_final_or_error(ctx, base, cell, best, seed, parent.run_id, bar) for seed in profile.seeds]
         summary = _cell_summary(cell, profile, tuning, finals, time.perf_counter() - start, ran, base.train.device)
-        path = cell_summary_path(ctx.out_dir, cell.task, cell.method, cell.key)
+        path = cell_summaries.cell_summary_path(ctx.out_dir, cell.task, cell.method, cell.key)
         if ran or _written_since(finals, started_at) or not path.exists():
             _log_cell(parent, summary)
             _write_json(path, summary)
