@@ -252,8 +252,7 @@ def test_committed_document_is_current_with_its_records(monkeypatch: pytest.Monk
     """results/REPRODUCTION.md regenerated from the records (and cell summaries) it names, with the command it
     states, equals the committed bytes."""
     path = ROOT / "results" / "REPRODUCTION.md"
-    if not path.is_file():
-        pytest.skip("results/REPRODUCTION.md is not committed yet (it is built from the small grid's records)")
+    assert path.is_file(), "results/REPRODUCTION.md is missing: run regbench reproduction --profile small"
     text = path.read_text()
     records = re.search(r"^- Records: `([^`]+)` \(cell summaries: `([^`]+)`\)$", text, re.M)
     command = re.search(r"^- Regenerate: `([^`]+)`$", text, re.M)
