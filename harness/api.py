@@ -32,6 +32,7 @@ from regbench.benchmarks.taskspec import TaskSpec, get_task
 from .core import keys
 from .core.errors import DataError
 from .io import records, tracking
+from .io.cell_summaries import method_folder
 from .post import extras
 from .run.config import RunConfig, TrainConfig  # noqa: F401 — TrainConfig re-exported for callers of run()
 from .run.devices import resolve_device
@@ -78,7 +79,7 @@ def run(config: RunConfig, hooks: RunHooks | None = None) -> dict[str, Any]:
     cell_key = hooks.cell_key or keys.cell_key(run_config)
     out_dir = Path(config.out_dir)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    record_path = out_dir / "records" / task.name / method.name.replace("+", "p") / f"{run_key}-{stamp}.json"
+    record_path = out_dir / "records" / task.name / method_folder(method.name) / f"{run_key}-{stamp}.json"
 
     tracker = _tracker(config, task, method.name, cell_key, run_key, hooks)
     with tracker as t:

@@ -279,7 +279,7 @@ def _final_summary(record: dict[str, Any], path: str | None) -> dict[str, Any]:
 def _record_for(out: Path, cell: Cell, key: str, done_after: float = 0.0) -> tuple[Path, dict[str, Any]] | None:
     """The newest readable record of this run key written after ``done_after`` (a file's mtime; 0 accepts any), so a
     torn or corrupt file, or under ``--overwrite always`` a record older than this grid, does not count as done."""
-    folder = out / "records" / cell.task / cell.method.replace("+", "p")
+    folder = out / "records" / cell.task / cell_summaries.method_folder(cell.method)
     for path in sorted(folder.glob(f"{key}-*.json*"), reverse=True):
         try:
             if path.stat().st_mtime < done_after:
@@ -291,7 +291,7 @@ def _record_for(out: Path, cell: Cell, key: str, done_after: float = 0.0) -> tup
 
 
 def _existing_records(out: Path, cell: Cell) -> bool:
-    return any((out / "records" / cell.task / cell.method.replace("+", "p")).glob("*.json*"))
+    return any((out / "records" / cell.task / cell_summaries.method_folder(cell.method)).glob("*.json*"))
 
 
 def _cell_tracker(ctx: GridContext, cell: Cell) -> Any:

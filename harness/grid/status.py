@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from ..core.errors import RegbenchError
 from ..io import records
-from ..io.cell_summaries import read_cell_summaries
+from ..io.cell_summaries import CELLS, read_cell_summaries
 from . import liveness, tune
 from .profiles import Profile
 from .runner import Cell, output_dir, plan_cells
@@ -33,7 +33,7 @@ def status_table(profile: Profile, out: str | Path | None = None, storage: str |
     out_dir = output_dir(profile, out)
     studies = _studies(out_dir, storage)
     done = _finals_done(out_dir / "records")
-    spent = _spent_minutes(out_dir / "cells")
+    spent = _spent_minutes(out_dir / CELLS)
     rows = [{**_row(profile, cell, studies, done), "spent_min": spent.get(cell.key, "")}
             for cell in plan_cells(profile, data_dir)]
     return pd.DataFrame(rows)

@@ -12,9 +12,16 @@ from typing import Any
 CELLS = "cells"
 
 
+def method_folder(method: str) -> str:
+    """The folder of a method's cell summaries and records (harness.api): its name with '+' as 'p'
+    (``mvcr+mixout`` → ``mvcrpmixout``), part of every committed grid's layout. Here, not in io.records: this
+    module stays free of torch for `regbench status` and the leaderboard."""
+    return method.replace("+", "p")
+
+
 def cell_summary_path(out_dir: Path, task: str, method: str, cell_key: str) -> Path:
-    """Where the grid writes a cell's summary ('+' in a method name becomes 'p': ``mvcr+mixout`` → ``mvcrpmixout``)."""
-    return out_dir / CELLS / task / method.replace("+", "p") / f"{cell_key}.json"
+    """Where the grid writes a cell's summary."""
+    return out_dir / CELLS / task / method_folder(method) / f"{cell_key}.json"
 
 
 def read_cell_summaries(directory: str | Path | None) -> Iterator[tuple[Path, dict[str, Any] | Exception]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError, check_dir
+from ..io.cell_summaries import CELLS
 
 DEFAULT_REPRODUCTION = "results/REPRODUCTION.md"
 
@@ -68,7 +69,7 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     command = " ".join(["regbench leaderboard", *(f"--{k} {v}" for k, v in (
         ("profile", args.profile), ("records", args.records), ("cells", args.cells), ("out", args.out)) if v)])
     uri = None if args.no_track else (args.tracking_uri or default_tracking_uri(out))
-    summary = build_leaderboard(records, out, args.profile, cells_dir=args.cells or records.parent / "cells",
+    summary = build_leaderboard(records, out, args.profile, cells_dir=args.cells or records.parent / CELLS,
                                 command=command, tracking_uri=uri)
     for line in summary["skipped"]:
         print(f"regbench: {line}", file=sys.stderr)

@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from regbench.harness.io.cell_summaries import CELLS
+
 from . import captions, intervals, reproduction, stats
 from .loading import Loaded, load_cells, load_runs
 from .render import markdown
@@ -113,7 +115,7 @@ def render(records: str | Path, cells: str | Path | None = None, command: str | 
     """The whole document for the records under ``records`` (cell summaries: ``cells``, default beside them)."""
     from .reproduction_setting import differences
 
-    cells = Path(cells) if cells else Path(records).parent / "cells"
+    cells = Path(cells) if cells else Path(records).parent / CELLS
     loaded = load_runs(records)
     tuning = load_cells(cells, loaded.skipped)
     command = command or f"regbench reproduction --records {records}"
